@@ -1,0 +1,3 @@
+from xinf_planner.cli import main
+
+main()
