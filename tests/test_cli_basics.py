@@ -1,0 +1,46 @@
+import subprocess
+import sys
+
+import pytest
+
+from xinf_planner.cli import COMMANDS
+
+HEAVY = ("xinference_client", "xinference", "pynvml", "torch", "jsonschema", "httpx", "requests")
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return set(out.split())
+
+
+def test_help_imports_nothing_heavy():
+    mods = _modules_after(
+        "import sys\nsys.argv=['xinf-plan','--help']\n"
+        "from xinf_planner.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    )
+    assert "xinf_planner.cli" in mods
+    loaded = sorted(m for m in mods if m.split(".")[0] in HEAVY)
+    assert loaded == []
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_help_is_light(name):
+    """`xinf-plan CMD --help` must not pull the client or NVML either."""
+    mods = _modules_after(
+        f"import sys\nsys.argv=['xinf-plan','{name}','--help']\n"
+        "from xinf_planner.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    )
+    loaded = sorted(m for m in mods if m.split(".")[0] in ("xinference_client", "xinference", "pynvml", "torch"))
+    assert loaded == []
+
+
+def test_version_and_unknown_command(run_cli):
+    code, out, _ = run_cli("--version")
+    assert code == 0 and "xinf-plan" in out
+    code, _, err = run_cli("no-such-command")
+    assert code == 2 and "no-such-command" in err
