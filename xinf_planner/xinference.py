@@ -1,0 +1,390 @@
+"""The one place that talks to an Xinference server (through ``xinference_client``).
+
+``connect(endpoint, Credentials(...))`` returns a ``Connection`` whose methods are the
+calls apply/status/destroy need. The client is imported inside ``connect`` so that
+``import xinf_planner`` and ``xinf-plan --help`` stay light.
+
+Every failure becomes an ``xinf_planner.errors`` exception with one plain line:
+unreachable → ``ServerUnreachable`` (5, within ``CONNECT_TIMEOUT_S``), HTTP 401/403 →
+``AuthFailed`` (6), any other refusal → ``ServerError`` (5) carrying the server's own
+message. Secrets (API key, password, tokens) are scrubbed from every message.
+
+Facts used here were read in the xinference-client 4.1.0 sources
+(``xinference_client/client/restful/restful_client.py``) and the 4.1.0 server
+(``xinference/api/routers/admin.py``: ``/v1/cluster/version`` and ``/v1/cluster/info``
+need the admin scope).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from xinf_planner.errors import EXIT_UNREACHABLE, AuthFailed, ServerUnreachable, XinfPlanError
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:9997"
+CONNECT_TIMEOUT_S = 3.0   # TCP connect; an unreachable server is reported well under 10 s
+READ_TIMEOUT_S = 60.0     # one REST call (a launch with wait_ready=False returns at once)
+CHAT_TIMEOUT_S = 120.0
+MASK = "***"
+
+
+class ServerError(XinfPlanError):
+    """The server answered, but refused or failed the request (its message included)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to authenticate. ``repr`` never shows a secret."""
+
+    api_key: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.api_key, self.password) if s]
+
+    def describe(self) -> str:
+        if self.username:
+            return f"login as {self.username!r} (password {MASK})"
+        if self.api_key:
+            return f"api key {MASK}"
+        return "no credentials"
+
+
+def resolve_endpoint(endpoint: str | None, environ: dict) -> str:
+    """--endpoint, then $XINFERENCE_ENDPOINT, then the local default; no trailing slash."""
+    url = endpoint or environ.get("XINFERENCE_ENDPOINT") or DEFAULT_ENDPOINT
+    if "://" not in url:
+        url = "http://" + url
+    return url.rstrip("/")
+
+
+def mask_url(url: str) -> str:
+    """An endpoint with any user:password@ part masked (safe for state files and logs)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = f"{MASK}@" + netloc.rsplit("@", 1)[1]
+    return f"{scheme}://{netloc}{slash}{path}"
+
+
+def parse_version(text: str | None) -> tuple[int, ...] | None:
+    """'4.1.0' -> (4, 1, 0); '4.1.0rc1+g123' -> (4, 1, 0); None when unreadable."""
+    if not text:
+        return None
+    parts = []
+    for piece in str(text).split("+")[0].split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts) or None
+
+
+@dataclass
+class SmokeResult:
+    finish_reason: str | None
+    completion_tokens: int
+    first_token_s: float
+    total_s: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        decode = self.total_s - self.first_token_s
+        if self.completion_tokens <= 1 or decode <= 0:
+            return 0.0
+        return (self.completion_tokens - 1) / decode
+
+
+def _timed_session_class():
+    import requests
+
+    class TimedSession(requests.Session):
+        """A requests session with default timeouts that remembers the last HTTP status."""
+
+        last_status: int | None = None
+        read_timeout: float = READ_TIMEOUT_S
+
+        def request(self, method, url, **kwargs):
+            kwargs.setdefault("timeout", (CONNECT_TIMEOUT_S, self.read_timeout))
+            self.last_status = None
+            resp = super().request(method, url, **kwargs)
+            self.last_status = resp.status_code
+            return resp
+
+    return TimedSession
+
+
+def connect(endpoint: str, creds: Credentials = Credentials()) -> "Connection":
+    """Reach the server, authenticate, and check the credentials with a cheap call."""
+    import requests
+
+    url = endpoint.rstrip("/")
+    secrets = creds.secrets()
+    try:
+        probe = requests.get(f"{url}/v1/cluster/auth", timeout=(CONNECT_TIMEOUT_S, 10))
+    except requests.RequestException as exc:
+        raise ServerUnreachable(f"cannot reach the Xinference server at {mask_url(url)}: "
+                                f"{_reason(exc)}") from None
+    if probe.status_code != 200:
+        raise ServerUnreachable(f"{mask_url(url)} does not answer like an Xinference server "
+                                f"(GET /v1/cluster/auth: HTTP {probe.status_code})")
+    from xinference_client import RESTfulClient
+
+    conn = Connection(url, secrets)
+    try:
+        client = RESTfulClient(url, api_key=creds.api_key)
+    except requests.RequestException as exc:
+        raise ServerUnreachable(f"cannot reach the Xinference server at {mask_url(url)}: "
+                                f"{_reason(exc)}") from None
+    client.session.close()
+    client.session = _timed_session_class()()
+    conn.client = client
+    conn.auth_enabled = bool(client._cluster_authed)
+    if creds.username and conn.auth_enabled:
+        if not creds.password:
+            raise AuthFailed(f"a password is needed to log in as {creds.username!r}")
+        conn._call("log in", lambda: client.login(creds.username, creds.password))
+    elif conn.auth_enabled and not creds.api_key:
+        raise AuthFailed(f"{mask_url(url)} requires authentication: pass --api-key "
+                         "(or $XINFERENCE_API_KEY), or --username with $XINFERENCE_PASSWORD")
+    conn._call("list models", client.list_models)  # proves the credentials
+    return conn
+
+
+def _reason(exc: BaseException) -> str:
+    import requests
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
+    if isinstance(exc, requests.ConnectionError):
+        text = str(exc)
+        if "Connection refused" in text:
+            return "connection refused"
+        if "Name or service not known" in text or "nodename nor servname" in text:
+            return "unknown host name"
+        return "connection failed"
+    if isinstance(exc, requests.Timeout):
+        return "the server stopped answering (timeout)"
+    return type(exc).__name__
+
+
+class Connection:
+    """An authenticated client. Each method is one REST call (or one poll)."""
+
+    def __init__(self, url: str, secrets: list[str]):
+        self.url = url
+        self.client: Any = None
+        self.auth_enabled = False
+        self._secrets = list(secrets)
+
+    # --- error mapping ----------------------------------------------------------------
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets + self._tokens():
+            if secret:
+                text = text.replace(secret, MASK)
+        return text
+
+    def _tokens(self) -> list[str]:
+        if self.client is None:
+            return []
+        auth = self.client._headers.get("Authorization", "")
+        return [auth.replace("Bearer ", "")] if auth else []
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        import requests
+
+        try:
+            return fn()
+        except requests.RequestException as exc:
+            raise ServerUnreachable(f"lost the Xinference server at {mask_url(self.url)} while "
+                                    f"trying to {what}: {_reason(exc)}") from None
+        except (RuntimeError, ValueError, KeyError) as exc:
+            status = getattr(getattr(self.client, "session", None), "last_status", None)
+            message = self.scrub(_detail(str(exc)))
+            if status in (401, 403):
+                hint = ""
+                if status == 403 and what not in ("log in", "list models"):
+                    hint = " (API keys may only list, describe and infer; use --username to log in)"
+                raise AuthFailed(f"{what}: permission refused by the server (HTTP {status}): "
+                                 f"{message}{hint}") from None
+            raise ServerError(f"{what}: {message}") from None
+
+    # --- server facts -------------------------------------------------------------------
+    def version(self) -> str | None:
+        """The server's version, or None when it cannot be read (it needs the admin scope)."""
+        session = self.client.session
+        try:
+            resp = session.get(f"{self.url}/v1/cluster/version", headers=self.client._headers)
+        except Exception:
+            return None
+        if resp.status_code != 200:
+            return None
+        try:
+            return str(resp.json().get("version"))
+        except ValueError:
+            return None
+
+    def cluster_info(self) -> list[dict]:
+        """``GET /v1/cluster/info?detailed=true``: supervisor and workers with GPU/memory facts."""
+        def get():
+            resp = self.client.session.get(f"{self.url}/v1/cluster/info", params={"detailed": "true"},
+                                           headers=self.client._headers)
+            if resp.status_code != 200:
+                raise RuntimeError(_http_detail(resp))
+            return resp.json()
+        return self._call("read the cluster info", get)
+
+    def workers(self) -> list[dict]:
+        """Worker nodes from the cluster info (``ip_address`` is the registered ``ip:port``)."""
+        return [n for n in self.cluster_info() if n.get("node_type") == "Worker"]
+
+    def worker_models(self) -> dict[str, str]:
+        """replica uid ('{model_uid}-rep{i}') -> worker address, from ``GET /v1/workers``."""
+        out = {}
+        for worker in self._call("list the workers", self.client.get_workers_info):
+            for rep_uid in worker.get("models") or {}:
+                out[rep_uid] = worker.get("work-ip")
+        return out
+
+    # --- registry -----------------------------------------------------------------------
+    def registration(self, model_name: str) -> dict | None:
+        """The LLM registration under this name, or None when there is none."""
+        try:
+            return self._call("read a model registration",
+                              lambda: self.client.get_model_registration("LLM", model_name))
+        except ServerError:
+            return None
+
+    def custom_models(self) -> list[str]:
+        regs = self._call("list model registrations",
+                          lambda: self.client.list_model_registrations("LLM"))
+        return sorted(r["model_name"] for r in regs if not r.get("is_builtin"))
+
+    def register(self, spec: dict, worker_ip: str | None = None, persist: bool = True) -> None:
+        self._call(f"register {spec.get('model_name')}", lambda: self.client.register_model(
+            "LLM", json.dumps(spec, sort_keys=True), persist, worker_ip))
+
+    def unregister(self, model_name: str) -> None:
+        self._call(f"unregister {model_name}", lambda: self.client.unregister_model("LLM", model_name))
+
+    def engines(self, model_name: str) -> dict:
+        """Engines installed on the worker for this model (virtual envs off): name -> specs,
+        or name -> a string saying why the engine is unavailable."""
+        return self._call(f"query the engines for {model_name}",
+                          lambda: self.client.query_engine_by_model_name(
+                              model_name, model_type="LLM", enable_virtual_env=False))
+
+    # --- models ---------------------------------------------------------------------------
+    def running(self) -> dict[str, dict]:
+        """model uid -> description, for every model on the server."""
+        return self._call("list running models", self.client.list_models)
+
+    def launch(self, kwargs: dict) -> str:
+        """``launch_model(**kwargs, wait_ready=False)``: returns at once with the model uid."""
+        args = dict(kwargs)
+        args["wait_ready"] = False
+        return self._call(f"launch {kwargs.get('model_uid')}", lambda: self.client.launch_model(**args))
+
+    def instance(self, model_name: str, model_uid: str) -> dict | None:
+        """The instance record (status, replica_statuses[] with errors), or None if gone."""
+        info = self._call(f"read the status of {model_uid}",
+                          lambda: self.client.get_instance_info(model_name, model_uid))
+        for item in info or []:
+            if item.get("model_uid") == model_uid:
+                return item
+        return None
+
+    def progress(self, model_uid: str) -> dict | None:
+        try:
+            return self._call(f"read the launch progress of {model_uid}",
+                              lambda: self.client.get_launch_model_progress(model_uid))
+        except ServerError:
+            return None
+
+    def terminate(self, model_uid: str) -> None:
+        self._call(f"terminate {model_uid}", lambda: self.client.terminate_model(model_uid))
+
+    def cancel_launch(self, model_uid: str) -> None:
+        self._call(f"cancel the launch of {model_uid}",
+                   lambda: self.client.cancel_launch_model(model_uid))
+
+    def smoke_chat(self, model_uid: str, max_tokens: int = 8,
+                   prompt: str = "Say hello.") -> SmokeResult:
+        """A short streamed chat completion at temperature 0: first-token latency and speed."""
+        def chat():
+            session = self.client.session
+            old = session.read_timeout
+            session.read_timeout = CHAT_TIMEOUT_S
+            try:
+                start = time.monotonic()
+                resp = session.post(
+                    f"{self.url}/v1/chat/completions", headers=self.client._headers, stream=True,
+                    json={"model": model_uid, "messages": [{"role": "user", "content": prompt}],
+                          "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                          "stream_options": {"include_usage": True}})
+                if resp.status_code != 200:
+                    raise RuntimeError(_http_detail(resp))
+                return _read_stream(resp, start)
+            finally:
+                session.read_timeout = old
+        return self._call(f"chat with {model_uid}", chat)
+
+
+def _read_stream(resp, start: float) -> SmokeResult:
+    first = None
+    chunks = 0
+    usage_tokens = None
+    finish = None
+    for raw in resp.iter_lines():
+        line = raw.decode("utf-8", "replace").strip() if isinstance(raw, bytes) else str(raw).strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        try:
+            event = json.loads(data)
+        except ValueError:
+            continue
+        if "error" in event:
+            raise RuntimeError(str(event["error"]))
+        for choice in event.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("content") or delta.get("reasoning_content"):
+                chunks += 1
+                if first is None:
+                    first = time.monotonic() - start
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+        usage = event.get("usage")
+        if usage and usage.get("completion_tokens") is not None:
+            usage_tokens = int(usage["completion_tokens"])
+    total = time.monotonic() - start
+    return SmokeResult(finish_reason=finish, completion_tokens=usage_tokens if usage_tokens is not None else chunks,
+                       first_token_s=first if first is not None else total, total_s=total)
+
+
+def _http_detail(resp) -> str:
+    try:
+        return f"HTTP {resp.status_code}: {resp.json()['detail']}"
+    except Exception:
+        return f"HTTP {resp.status_code}: {resp.text[:300]}"
+
+
+def _detail(text: str) -> str:
+    """The server's message from the client's 'Failed to X, detail: MESSAGE' wrapping."""
+    _, sep, detail = text.partition("detail: ")
+    text = detail if sep else text
+    return " ".join(text.split())[:500]
