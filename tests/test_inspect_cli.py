@@ -82,10 +82,10 @@ def test_table_to_a_file_is_a_usage_error(run_cli, tmp_path):
     assert code == 2 and "yaml or json" in err
 
 
-def test_bad_worker_address_is_one_line(run_cli):
+def test_bad_worker_address_is_a_usage_error(run_cli):
     code, out, err = run_cli("inspect", "--worker-address", "10.0.0.9")
-    assert code == 1 and out == ""
-    assert err.count("\n") == 1 and "$.hosts[0].worker_address" in err
+    assert code == 2 and out == ""
+    assert "'10.0.0.9' is not IP:PORT" in err
 
 
 def _write(path: Path, doc) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -17,7 +18,7 @@ FORMATS = ("table", "json", "yaml")
 @click.option("--merge", is_flag=True,
               help="Join the per-host inventory FILES into one (host names must be unique).")
 @click.option("--name", metavar="NAME", help="This host's name in the inventory [default: the hostname].")
-@click.option("--worker-address", metavar="IP:PORT",
+@click.option("--worker-address", metavar="IP:PORT", callback=lambda ctx, param, value: _address(value),
               help="This host's Xinference worker address, as the supervisor lists it.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
               help="Output format [default: table on a terminal, yaml otherwise; "
@@ -50,6 +51,12 @@ def command(files, merge, name, worker_address, fmt, output):
     fmt = fmt or ("table" if sys.stdout.isatty() else "yaml")
     click.echo(format_table(inventory) if fmt == "table" else dump_document(inventory.to_dict(), fmt),
                nl=fmt == "table")
+
+
+def _address(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[^\s:]+:[0-9]{1,5}", value):
+        raise click.BadParameter(f"{value!r} is not IP:PORT (e.g. 10.0.0.11:30001)")
+    return value
 
 
 def _collect(files, merge, name, worker_address) -> Inventory:

@@ -24,7 +24,7 @@ def probe_local(name: str | None = None, worker_address: str | None = None, *, n
         facts = probe_apple(run)
     else:
         facts = probe_linux_cpu(proc)
-        if system == "linux" or nvml is not None:
+        if system in ("linux", "windows") or nvml is not None:
             nv = probe_nvidia(nvml, sysfs=sysfs)
             facts["gpus"] = nv.gpus
             facts["topology"] = nv.topology
