@@ -146,6 +146,18 @@ def test_optional_fields_failing_are_left_out_with_a_note():
     assert any(n.startswith("GPU 2: compute_processes left out") for n in r.notes)
 
 
+def test_mig_enabled_is_recorded_with_a_note():
+    r = probe("h100-sxm-8x", {"nvmlDeviceGetMigMode": {"*": [1, 1]}})
+    assert {g.mig_mode for g in r.gpus} == {True}
+    assert sum("MIG is enabled" in n for n in r.notes) == 8
+
+
+def test_an_unexpected_binding_error_is_a_note_not_an_exception():
+    # a binding that answers garbage (here: a memory reading that is not a structure)
+    r = probe("t4-1x", {"nvmlDeviceGetMemoryInfo": {"0": "garbage"}})
+    assert r.gpus == [] and "the NVML probe failed" in r.notes[0]
+
+
 def test_driver_version_failure_keeps_the_gpus():
     r = probe("t4-1x", {"nvmlSystemGetDriverVersion": {"": error("UNKNOWN")}})
     assert r.driver_version is None and len(r.gpus) == 1

@@ -159,6 +159,9 @@ def _describe(nvml, handle, index: int, notes: list[str], sysfs: Path):
                     quiet_unsupported=True)
     if mig is not None:
         gpu.mig_mode = bool(mig[0] == nvml.NVML_DEVICE_MIG_ENABLE)
+        if gpu.mig_mode:
+            notes.append(f"GPU {index}: MIG is enabled; its MIG instances are not listed, "
+                         f"and engines cannot use the whole GPU")
     procs = _optional(nvml, nvml.nvmlDeviceGetComputeRunningProcesses, (handle,), index,
                       "compute_processes", notes)
     if procs is not None:
