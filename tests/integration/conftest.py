@@ -1,0 +1,53 @@
+"""Session fixtures: one real Xinference server (auth on) and one tiny model per test run.
+
+A server start costs about 20-30 s on a 2-core machine, so the server is shared by the
+session; ``clean_server`` returns it to an empty state around each test that changes it
+(terminating models and unregistering custom models through the REST API as the admin).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tiny_model import build_gguf_model_dir  # noqa: E402
+from xinf_server import LocalServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_gguf_model_dir(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def xinf_server(tmp_path_factory):
+    server = LocalServer(tmp_path_factory.mktemp("xinf-local"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def wipe(server) -> None:
+    """Terminate every model and unregister every custom LLM (admin REST calls)."""
+    headers = {"Authorization": f"Bearer {server.token()}"}
+    for uid in list(server.running_models()):
+        requests.delete(f"{server.url}/v1/models/{uid}", headers=headers, timeout=60)
+    for name in server.custom_llm_names():
+        requests.delete(f"{server.url}/v1/model_registrations/LLM/{name}", headers=headers, timeout=60)
+
+
+@pytest.fixture
+def clean_server(xinf_server):
+    if not xinf_server._procs:  # a fault test stopped it: bring it back on the same home
+        xinf_server.start()
+    wipe(xinf_server)
+    yield xinf_server
+    if xinf_server._procs:
+        wipe(xinf_server)

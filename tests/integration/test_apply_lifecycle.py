@@ -1,0 +1,76 @@
+"""apply -> chat -> status -> re-apply -> destroy against a real Xinference server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from plans import tiny_plan, write_plan
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def login_env(monkeypatch, clean_server):
+    monkeypatch.setenv("XINFERENCE_PASSWORD", clean_server.password)
+    monkeypatch.delenv("XINFERENCE_ENDPOINT", raising=False)
+    monkeypatch.delenv("XINFERENCE_API_KEY", raising=False)
+    return clean_server
+
+
+def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, tmp_path):
+    server = login_env
+    plan_path = write_plan(tiny_plan(tiny_model_dir, replicas=2), tmp_path / "plan.yaml")
+    auth = ["-e", server.url, "--username", server.username]
+
+    code, out, err = run_cli("apply", plan_path, *auth)
+    assert code == 0, out + err
+    assert "1 to launch, 0 unchanged" in out
+    assert "smoke test tiny-r1-a: 8 tokens" in out
+
+    # the server really runs it: two READY replicas, and it answers a chat completion
+    models = server.running_models()
+    assert set(models) == {"tiny-r1-a"}
+    assert models["tiny-r1-a"]["replica"] == 2
+    inst = server.get("/v1/models/instances", model_name="tiny-r1", model_uid="tiny-r1-a")
+    assert [r["status"] for r in inst[0]["replica_statuses"]] == ["READY", "READY"]
+    answer = requests.post(f"{server.url}/v1/chat/completions", timeout=60,
+                           headers={"Authorization": f"Bearer {server.api_key('lifecycle')}"},
+                           json={"model": "tiny-r1-a", "max_tokens": 5, "temperature": 0,
+                                 "messages": [{"role": "user", "content": "hi"}]}).json()
+    assert answer["choices"][0]["finish_reason"] == "length"
+    assert answer["usage"]["completion_tokens"] == 5
+
+    # the state records what apply did, and no secret
+    state_file = tmp_path / ".xinf-plan" / "state.json"
+    state_text = state_file.read_text()
+    state = json.loads(state_text)
+    assert state["deployments"]["tiny-r1-a"]["model_uid"] == "tiny-r1-a"
+    assert state["registered"] == ["tiny-r1"]
+    assert [h["plan_hash"] for h in state["history"]] == [state["plan_hash"]]
+    assert server.password not in state_text and server.password not in out + err
+    assert "Bearer" not in state_text
+
+    # idempotent: nothing to launch the second time
+    code, out, err = run_cli("apply", plan_path, *auth, "--no-smoke-test")
+    assert code == 0, out + err
+    assert "0 to launch, 1 unchanged" in out
+    assert "launch tiny-r1-a" not in out
+
+    code, out, err = run_cli("status", plan_path, *auth, "--format", "json")
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["in_sync"] is True
+    assert [(r["replica"], r["status"]) for r in report["replicas"]] == [(0, "READY"), (1, "READY")]
+    assert report["unowned"] == []
+
+    code, out, err = run_cli("destroy", plan_path, *auth, "--yes")
+    assert code == 0, out + err
+    assert server.running_models() == {}
+    assert server.custom_llm_names() == []
+    assert json.loads(state_file.read_text())["deployments"] == {}
+
+    code, out, err = run_cli("status", plan_path, *auth)
+    assert code == 4, out + err
+    assert "MISSING" in out
