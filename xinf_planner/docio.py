@@ -106,7 +106,8 @@ class _Dumper(yaml.SafeDumper):
 
 def _represent_list(dumper: yaml.SafeDumper, data: list):
     flow = bool(data) and len(data) <= 16 and all(
-        isinstance(x, (str, int, float, bool)) or x is None for x in data)
+        (isinstance(x, str) and len(x) <= 12) or isinstance(x, (int, float, bool)) or x is None
+        for x in data)
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
 
