@@ -60,11 +60,14 @@ _BITS_PATTERNS = (
 )
 
 
-def precision_of(model_format: str, quantization: str, family: str = "") -> str:
-    """The precision class of a spec: "16", "fp8", "8", "6", "5", "4", "3", "2" or "1"."""
+def precision_of(model_format: str, quantization: str, checkpoint_quant: str | None = None) -> str:
+    """The precision class of a spec: "16", "fp8", "8", "6", "5", "4", "3", "2" or "1".
+
+    ``checkpoint_quant`` is the model's own checkpoint quantisation ("fp8" for DeepSeek-R1,
+    whose ``pytorch`` spec is the native FP8 release)."""
     if model_format == "fp8":
         return "fp8"
-    if model_format == "pytorch" and family in facts()["native_fp8_families"]:
+    if model_format == "pytorch" and checkpoint_quant == "fp8":
         return "fp8"
     q = (quantization or "none").strip()
     for pattern, fixed in _BITS_PATTERNS:
@@ -112,9 +115,11 @@ def format_reason(engine: str, model_format: str) -> str | None:
     return None
 
 
-def family_reason(engine: str, family: str) -> str | None:
-    if family in engine_facts(engine).get("families_without", []):
-        return f"Xinference does not offer {engine} for the {family} family."
+def family_reason(engine: str, arch) -> str | None:
+    """Xinference gates engines by the family's virtual-env markers (4.1.0)."""
+    listed = {e.lower() for e in getattr(arch, "virtualenv_engines", ()) or ()}
+    if listed and engine not in listed:
+        return f"Xinference does not offer {engine} for the {arch.family} family."
     return None
 
 
