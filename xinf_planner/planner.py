@@ -30,17 +30,18 @@ from xinf_planner.request import ModelRequest, Request
 from xinf_planner.templates import engine_defaults
 
 USABLE_TOKENS_PER_S = 20.0      # per sequence: reading speed with room to spare
-TOO_SLOW_TOKENS_PER_S = 5.0     # per sequence: below this, advise a smaller model
+TOO_SLOW_TOKENS_PER_S = 10.0    # per sequence: R1 thinks for thousands of tokens; below this, advise a smaller model
 REJECTED_ALTERNATIVES = 15      # feasible layouts not chosen that the plan lists
 
 OBJECTIVES = {
     "quality": "the largest model, then the highest precision, that serves the concurrency; "
-               "then total tokens/s",
+               "then the most GPUs put to use, then total tokens/s",
     "throughput": "the most total decode tokens/s (all replicas), then the most sequences served",
     "latency": "the fastest decode per sequence, then the largest model and precision",
-    "balanced": "quality points × speed factor, where quality points = log2(1 + size in B) + "
-                "0.25 × (precision rank − 7) and speed factor = min(1, tokens/s per sequence / 20); "
-                "then total tokens/s",
+    "balanced": "quality points × speed factor, where quality points = log2(1 + size in B) × the "
+                "share of quality the precision keeps (1.0 bf16 … 0.9 4-bit … 0.5 2-bit) and speed "
+                "factor = min(1, tokens/s per sequence / 20); "
+                "then the most GPUs put to use, then total tokens/s",
 }
 
 
@@ -57,6 +58,12 @@ class Option:
     def label(self) -> str:
         return f"{self.arch.ref} {self.spec.model_format}/{self.spec.quantization} on {self.engine}"
 
+    @property
+    def key(self) -> tuple:
+        a = self.arch
+        return (a.ref, a.params, a.num_layers, a.hidden_size, self.spec.model_format,
+                self.spec.quantization, self.engine)
+
 
 @dataclass(frozen=True)
 class Device:
@@ -70,6 +77,7 @@ class Device:
     bandwidth_gbps: float | None
     unified: bool = False
     wired_limit_gib: float | None = None
+    host_ram_gib: float | None = None     # the least free RAM among the hosts with these GPUs
 
 
 @dataclass
@@ -129,6 +137,7 @@ class Planner:
         self.local_models = local_models or {}
         self.capacity = Capacity(inventory, request)
         self._memo: dict = {}
+        self.quiet = False              # True: refuse without the (costly) explanation
         self.rejected: list[dict] = []
         self.notes: list[str] = []
 
@@ -213,7 +222,12 @@ class Planner:
                 if kind not in kinds:
                     kinds[kind] = (device_of(h, h.gpu(idx[0])), [])
                 kinds[kind][1].append((h, idx))
-        return [kinds[k] for k in sorted(kinds, key=lambda k: (k[1], k[3], k[0], k[2]))]
+        out = []
+        for k in sorted(kinds, key=lambda k: (k[1], k[3], k[0], k[2])):
+            device, hosts = kinds[k]
+            ram = min(self.capacity.free_ram[h.name] for h, _ in hosts)
+            out.append((replace(device, host_ram_gib=round(ram, 2)), hosts))
+        return out
 
     def _layouts(self, opt: Option, mreq: ModelRequest, quota: int, context: int) -> list[Layout]:
         out: list[Layout] = []
@@ -289,6 +303,10 @@ class Planner:
 
     def _cpu_layout(self, opt: Option, mreq: ModelRequest, context: int) -> Layout | None:
         name = f"{opt.label} on the CPU"
+        reason = rules.cpu_format_reason(opt.engine, opt.spec.model_format)
+        if reason:
+            self._reject(name, reason)
+            return None
         hosts = []
         reason_any = None
         for h in self.capacity.hosts:
@@ -373,7 +391,7 @@ class Planner:
                   cpu_share: int = 1):
         from xinf_planner.memory import EstimateInput, estimate
 
-        key = ("est", opt, device, width, None if free_gib is None else round(free_gib, 2), context, seqs,
+        key = ("est", opt.key, device, width, None if free_gib is None else round(free_gib, 2), context, seqs,
                dtype, tuple(sorted(extra.items())), None if host is None else _host_key(host), cpu_share)
         if key in self._memo:
             return self._memo[key]
@@ -381,13 +399,13 @@ class Planner:
                                       quantization=opt.spec.quantization, context_length=context,
                                       concurrency=seqs, dtype=dtype)
         if device is not None:
-            kwargs.update(tp=width if opt.engine in ("vllm", "sglang") else 1,
+            # tp: the GPUs of one replica (vLLM/SGLang shard; llama.cpp/Transformers split layers)
+            kwargs.update(tp=width,
                           gpu_total_gib=device.total_gib,
                           gpu_used_gib=max(0.0, device.total_gib - free_gib),
                           gpu_bandwidth_gbps=device.bandwidth_gbps,
-                          unified_memory=device.unified, gpu_wired_limit_gib=device.wired_limit_gib)
-            if opt.engine not in ("vllm", "sglang") and width > 1:
-                kwargs["n_gpus"] = width
+                          unified_memory=device.unified, gpu_wired_limit_gib=device.wired_limit_gib,
+                          host_memory_gib=device.host_ram_gib)
         if host is not None:
             kwargs["host_memory_gib"] = self.capacity.free_ram[host.name]
             bw = host.memory_bandwidth_gbps
@@ -405,12 +423,36 @@ class Planner:
         if extra is None:
             return None, (f"only {free_gib:.1f} GiB of the {device.total_gib:.1f} GiB is free per GPU, "
                           "below what the engine must reserve.")
+        if opt.engine == "llama.cpp":
+            est, _layers = self._llama_layers(opt, device, width, free_gib, context, 1)
+            if est is None:
+                full = self._estimate(opt, device, width, free_gib, context, 1, None, extra)
+                return None, " ".join(full.reasons) + " (not even one layer fits)."
+            return est, None
         est = self._estimate(opt, device, width, free_gib, context, 1, dtype, extra)
         if not est.fits:
             return None, " ".join(est.reasons) or "it does not fit."
         if est.per_gpu_gib["total"] > free_gib + 1e-6 and opt.engine not in ("vllm", "sglang"):
             return None, (f"it needs {est.per_gpu_gib['total']:.1f} GiB per GPU; {free_gib:.1f} GiB is free.")
         return est, None
+
+    def _llama_layers(self, opt, device, width, free_gib, context, seqs):
+        """llama.cpp on GPUs: (estimate, None) with every layer offloaded when that fits, else
+        (estimate, k) with the most layers k that fit (partial offload), else (None, None)."""
+        extra = {"n_parallel": seqs, "n_ctx": context * seqs}
+        est = self._estimate(opt, device, width, free_gib, context, seqs, None, extra)
+        if est.fits:
+            return est, None
+        lo, hi, best = 1, opt.arch.num_layers - 1, None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            trial = self._estimate(opt, device, width, free_gib, context, seqs, None,
+                                   {**extra, "n_gpu_layers": mid})
+            if trial.fits:
+                best, lo = (trial, mid), mid + 1
+            else:
+                hi = mid - 1
+        return best if best else (None, None)
 
     def _engine_extra(self, opt, device, free_gib, context, seqs, probe=False) -> dict | None:
         """Engine kwargs at the largest reservation the GPU allows (vLLM/SGLang), or slots."""
@@ -498,23 +540,32 @@ class Planner:
                 launch_extra[key] = fraction
                 est = self._estimate(opt, device, width, free, context, target, dtype, {key: fraction})
                 per_replica = int(est.max_concurrent_sequences)
+            elif engine == "llama.cpp":
+                seqs = self._slots(engine, mreq.concurrency, n)
+                est, layers = self._llama_layers(opt, device, width, free, context, seqs)
+                while est is None and seqs > 1:
+                    seqs //= 2
+                    est, layers = self._llama_layers(opt, device, width, free, context, seqs)
+                launch_extra["n_parallel"] = seqs
+                per_replica = seqs
+                if layers is None:
+                    launch_extra["n_gpu_layers"] = engine_defaults("llama.cpp", self.templates)["all_layers"]
+                else:
+                    launch_extra["n_gpu_layers"] = layers
+                    reasons.append(f"Partial offload: {layers} of {opt.arch.num_layers} layers fit on the GPU; "
+                                   f"the rest run from system RAM ({est.host_gib:.1f} GiB), much slower.")
             else:
                 seqs = self._slots(engine, mreq.concurrency, n)
-                extra = {"n_parallel": seqs, "n_ctx": context * seqs} if engine == "llama.cpp" else {}
-                est = self._estimate(opt, device, width, free, context, seqs, dtype, extra)
+                est = self._estimate(opt, device, width, free, context, seqs, dtype, {})
                 while not est.fits and seqs > 1:
                     seqs //= 2
-                    extra = {"n_parallel": seqs, "n_ctx": context * seqs} if engine == "llama.cpp" else {}
-                    est = self._estimate(opt, device, width, free, context, seqs, dtype, extra)
-                if engine == "llama.cpp":
-                    launch_extra.update(n_parallel=seqs, n_gpu_layers=engine_defaults(
-                        "llama.cpp", self.templates)["all_layers"])
+                    est = self._estimate(opt, device, width, free, context, seqs, dtype, {})
                 per_replica = seqs
             if dtype:
                 launch_extra["dtype"] = dtype
         served = per_replica * n
-        per_seq = float(est.decode_tokens_per_s.get("per_sequence", 0.0))
-        total = float(est.decode_tokens_per_s.get("aggregate", 0.0)) * n
+        per_seq = float(est.decode_tokens_per_s.get("per_sequence") or 0.0)
+        total = float(est.decode_tokens_per_s.get("aggregate") or 0.0) * n
         return Layout(opt, device or Device(None, "CPU", None, None, None, None), width, chosen, est,
                       launch_extra, per_replica, served, per_seq, total, reasons)
 
@@ -541,6 +592,8 @@ class Planner:
             layouts = [lay for lay in layouts if not rules.is_last_resort(lay.option.engine)]
         meeting = [lay for lay in layouts if lay.served >= mreq.concurrency]
         if not meeting:
+            if self.quiet:
+                raise NothingFits(f"nothing fits {mreq.ref}")
             raise NothingFits(self._explain(mreq, archs, layouts, context))
         ranked = sorted(meeting, key=lambda lay: self._score(lay, mreq), reverse=True)
         best = ranked[0]
@@ -560,14 +613,15 @@ class Planner:
         size = opt.arch.size_b
         objective = self.request.objective
         tie = (-rules.engine_order(opt.engine), -lay.width, -_link(lay), lay.label)
+        used = lay.width * len(lay.replicas)
         if objective == "quality":
-            head = (size, rank, paged, round(lay.total_tps, 3))
+            head = (size, rank, paged, used, round(lay.total_tps, 3))
         elif objective == "throughput":
             head = (paged, round(lay.total_tps, 3), lay.served, size, rank)
         elif objective == "latency":
             head = (paged, round(lay.per_seq_tps, 3), size, rank)
         else:
-            head = (paged, round(balanced_score(size, rank, lay.per_seq_tps), 6), round(lay.total_tps, 3))
+            head = (paged, round(balanced_score(size, opt.precision, lay.per_seq_tps), 6), used, round(lay.total_tps, 3))
         return head + tie
 
     def _why_not(self, best: Layout, lay: Layout) -> str:
@@ -599,7 +653,7 @@ class Planner:
         for reason, cand in sorted(reasons.items(), key=lambda kv: kv[1])[:8]:
             parts.append(f"  - {cand}: {reason}")
         if len(reasons) > 8:
-            parts.append(f"  - … and {len(reasons) - 8} more (see --format json with a smaller request).")
+            parts.append(f"  - … and {len(reasons) - 8} more reasons.")
         largest = self._largest_that_fits(mreq, context)
         parts.append(largest)
         parts.append(self._hardware_needed(mreq, archs, context))
@@ -611,6 +665,8 @@ class Planner:
         trial = Planner(self.inventory, replace(self.request, engines=None, formats=None,
                                                 quantizations=None),
                         templates=self.templates, local_models=self.local_models)
+        trial.quiet = True
+        trial._memo = self._memo
         for arch in reversed(catalog.models_of(mreq.family)):
             small = replace(mreq, size=arch.size, concurrency=1, replicas=None, model_path=None)
             try:
@@ -653,10 +709,9 @@ class Planner:
         if best is None:
             return ""
         need, fmt, quant, engine, prec = best
-        gpus = ", ".join(f"{math.ceil(need / g):d}× {n}" for n, g in (("24 GiB GPU", 22.0), ("80 GiB GPU", 76.0)))
+        gpus = ", ".join(f"{_pow2(math.ceil(need / g))}× {n}" for n, g in (("24 GiB GPU", 22.0), ("80 GiB GPU", 76.0)))
         return (f"{arch.ref} at its smallest ({fmt}/{quant}, {rules.precision_label(prec)}, on {engine}) needs "
-                f"about {need:.0f} GiB of GPU memory in all for this request (e.g. {gpus}, with TP a power "
-                f"of two that divides the heads).")
+                f"about {need:.0f} GiB of GPU memory in all for this request (e.g. {gpus}; TP is a power of two).")
 
     # -- the deployment document ----------------------------------------------------------
     def _deployment(self, mreq: ModelRequest, lay: Layout, context: int, uid_taken: set) -> dict:
@@ -778,9 +833,14 @@ class Planner:
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def balanced_score(size_b: float, rank: int, per_seq_tps: float) -> float:
-    quality = max(0.01, math.log2(1 + size_b) + 0.25 * (rank - 7))
+def balanced_score(size_b: float, precision: str, per_seq_tps: float) -> float:
+    quality = math.log2(1 + size_b) * rules.precision_quality(precision)
     return quality * min(1.0, per_seq_tps / USABLE_TOKENS_PER_S)
+
+
+def _pow2(n: int) -> int:
+    """The smallest power of two ≥ n (TP sizes)."""
+    return 1 << max(0, (n - 1).bit_length())
 
 
 def _link(lay: Layout) -> int:

@@ -86,6 +86,11 @@ def precision_rank(precision: str) -> int:
     return facts()["precision_rank"][precision]
 
 
+def precision_quality(precision: str) -> float:
+    """The share of a model's quality a precision keeps (a planning assumption, rules.yaml)."""
+    return float(facts()["precision_quality"][precision])
+
+
 def precision_label(precision: str) -> str:
     return {"16": "16-bit", "fp8": "fp8"}.get(precision, f"{precision}-bit")
 
@@ -112,6 +117,14 @@ def format_reason(engine: str, model_format: str) -> str | None:
     formats = engine_facts(engine)["formats"]
     if model_format not in formats:
         return f"{engine} does not load the {model_format} format (it loads {', '.join(formats)})."
+    return None
+
+
+def cpu_format_reason(engine: str, model_format: str) -> str | None:
+    """On the CPU an engine may load fewer formats than on GPUs."""
+    allowed = engine_facts(engine).get("cpu_formats")
+    if allowed is not None and model_format not in allowed:
+        return f"{engine} cannot run {model_format} on the CPU (its kernels need a GPU)."
     return None
 
 
