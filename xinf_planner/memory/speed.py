@@ -5,8 +5,9 @@ batch's tokens chose) plus the KV cache of every sequence. Per GPU under tensor 
 rank reads its shard at the same time; pipeline stages run one after another for one token.
 tokens/s per sequence = efficiency x bandwidth / (active weight bytes + KV bytes at the context).
 A batch of B shares the weight read, so the aggregate grows with B until the KV reads dominate or
-the compute roofline (2 FLOPs per active parameter per token) binds. Efficiencies and their
-sources: catalog/data/engines.yaml `speed`.
+the compute roofline (2 FLOPs per active parameter per token) binds. vLLM and SGLang steps also
+pay a per-layer latency floor (kernels, TP all-reduces). Efficiencies, floors and their sources:
+catalog/data/engines.yaml `speed`.
 """
 
 from __future__ import annotations
@@ -62,13 +63,18 @@ def decode_speed(inp: EstimateInput, est: Estimate) -> dict[str, float | None]:
     gpu_bw = bw * 1e9 * eff
     cpu_bw = (inp.cpu_bandwidth_gbps or cpu_default_bandwidth_gbps()) * 1e9 * cfg["bandwidth_efficiency"]["cpu"]
 
+    floor = 0.0
+    if inp.engine in ("vllm", "sglang"):
+        per_layer = cfg["layer_floor_us"] + (2 * cfg["allreduce_us"] if ranks > 1 else 0.0)
+        floor = inp.model.num_layers * per_layer * 1e-6
+
     def step_seconds(batch: int) -> float:
         w = _weights_read(inp, batch)
         if inp.engine == "llama.cpp" and on_gpu:
             host_share = est.per_gpu_gib.get("host_weights", 0.0) * 2**30 / max(1.0, sum(
                 tensor_bytes(inp.model, inp.model_format, inp.quantization)))
             return (w * (1 - host_share) + batch * kv_seq) / gpu_bw + w * host_share / cpu_bw
-        mem = (w / ranks + batch * kv_seq) / gpu_bw
+        mem = (w / ranks + batch * kv_seq) / gpu_bw + floor
         if inp.gpu_tflops:
             flops = batch * 2 * _active_params(inp) / ranks
             mem = max(mem, flops / (inp.gpu_tflops * 1e12 * cfg["compute_efficiency"]))
