@@ -757,6 +757,8 @@ class Planner:
             launch["reasoning_content"] = True
         if local is None and spec.download_hub:
             launch["download_hub"] = spec.download_hub
+        if self.request.enable_virtual_env is not None:
+            launch["enable_virtual_env"] = self.request.enable_virtual_env
         dep: dict[str, Any] = {
             "name": uid,
             "model": arch.ref if local is None else f"{mreq.family}:{size}",

@@ -35,6 +35,8 @@ FORMATS = ("yaml", "json", "table")
 @click.option("--replicas", type=click.IntRange(min=1), help="Force this many replicas.")
 @click.option("--strategy", type=click.Choice(["spread", "pack"]),
               help="Replicas over hosts: spread (default) or pack.")
+@click.option("--enable-virtual-env/--disable-virtual-env", "virtual_env", default=None,
+              help="Set enable_virtual_env on every launch [default: Xinference's (on)].")
 @click.option("--model-path", metavar="DIR", type=click.Path(),
               help="Local weights to register as a custom model of the --model family.")
 @click.option("--templates", metavar="DIR", type=click.Path(file_okay=False),
@@ -44,7 +46,7 @@ FORMATS = ("yaml", "json", "table")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="yaml", show_default=True,
               help="yaml or json: the plan document; table: a summary for a person.")
 def command(hardware, intent, model, context_length, concurrency, objective, engines, formats,
-            quantizations, exclude_gpus, headroom, tool_calling, replicas, strategy, model_path,
+            quantizations, exclude_gpus, headroom, tool_calling, replicas, strategy, virtual_env, model_path,
             templates, output, fmt):
     """Plan engine, quantisation, TP, replicas and GPU placement for a workload.
 
@@ -75,7 +77,7 @@ def command(hardware, intent, model, context_length, concurrency, objective, eng
              "objective": objective, "engines": engines, "formats": formats,
              "quantizations": quantizations, "exclude_gpus": exclude_gpus,
              "headroom": _headroom(headroom), "tool_calling": tool_calling, "replicas": replicas,
-             "strategy": strategy, "model_path": model_path}
+             "strategy": strategy, "enable_virtual_env": virtual_env, "model_path": model_path}
     request = request_from_intent(merge_flags(intent_doc, flags), intent or "command line")
     inventory, source = _inventory(hardware)
     local_models = _local_models(request)
