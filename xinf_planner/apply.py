@@ -559,9 +559,9 @@ def rollback(conn, plan: dict, state: State, state_path, result: ApplyResult,
     for name in reversed(result.launched):
         uid = by_name[name]["launch"]["model_uid"]
         try:
-            terminate(conn, by_name[name]["launch"]["model_name"], uid)
+            stopped = terminate(conn, by_name[name]["launch"]["model_name"], uid)
             state.forget_launch(name)
-            undone.append(f"terminated {uid}")
+            undone.append(f"terminated {uid}" if stopped else f"{uid} already gone")
         except (XinfPlanError, KeyboardInterrupt) as exc:
             left.append(f"{uid} ({exc})")
     for model_name in reversed(result.registered):
@@ -580,17 +580,17 @@ def rollback(conn, plan: dict, state: State, state_path, result: ApplyResult,
     return undone, left
 
 
-def terminate(conn, model_name: str, uid: str, timeout: float = 120.0) -> None:
+def terminate(conn, model_name: str, uid: str, timeout: float = 120.0) -> bool:
     """Terminate a model, also one still launching: the server refuses to terminate a
     replica it is still creating ("Model not found in the model list"), so wait for the
-    launch to settle, retrying, and accept a model that is already gone."""
+    launch to settle, retrying. A model already gone is fine: returns False then."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
         if uid not in conn.running():
             inst = conn.instance(model_name, uid)
             if inst is None or inst.get("status") == ERROR:
-                return
+                return last is not None
         try:
             conn.terminate(uid)
         except (ServerTooOld, AuthFailed, ServerUnreachable):
@@ -599,7 +599,7 @@ def terminate(conn, model_name: str, uid: str, timeout: float = 120.0) -> None:
             last = exc
         else:
             if uid not in conn.running():
-                return
+                return True
         if time.monotonic() > deadline:
             raise ApplyFailed(f"could not terminate {uid}: {last}")
         time.sleep(2.0)

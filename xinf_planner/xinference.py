@@ -27,6 +27,7 @@ from xinf_planner.errors import EXIT_UNREACHABLE, AuthFailed, ServerUnreachable,
 DEFAULT_ENDPOINT = "http://127.0.0.1:9997"
 CONNECT_TIMEOUT_S = 3.0   # TCP connect; an unreachable server is reported well under 10 s
 READ_TIMEOUT_S = 60.0     # one REST call (a launch with wait_ready=False returns at once)
+PROBE_READ_TIMEOUT_S = 5.0  # the first call: a server that accepts but never answers counts as down
 CHAT_TIMEOUT_S = 120.0
 MASK = "***"
 
@@ -133,7 +134,7 @@ def connect(endpoint: str, creds: Credentials = Credentials()) -> "Connection":
     url = endpoint.rstrip("/")
     secrets = creds.secrets()
     try:
-        probe = requests.get(f"{url}/v1/cluster/auth", timeout=(CONNECT_TIMEOUT_S, 10))
+        probe = requests.get(f"{url}/v1/cluster/auth", timeout=(CONNECT_TIMEOUT_S, PROBE_READ_TIMEOUT_S))
     except requests.RequestException as exc:
         raise ServerUnreachable(f"cannot reach the Xinference server at {mask_url(url)}: "
                                 f"{_reason(exc)}") from None
