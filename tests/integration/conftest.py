@@ -51,3 +51,13 @@ def clean_server(xinf_server):
     yield xinf_server
     if xinf_server._procs:
         wipe(xinf_server)
+
+
+@pytest.fixture
+def login_env(monkeypatch, clean_server):
+    """The clean server, with $XINFERENCE_PASSWORD set to its admin's and no endpoint/key
+    inherited from the environment. Commands then pass ``-e URL --username admin``."""
+    monkeypatch.setenv("XINFERENCE_PASSWORD", clean_server.password)
+    monkeypatch.delenv("XINFERENCE_ENDPOINT", raising=False)
+    monkeypatch.delenv("XINFERENCE_API_KEY", raising=False)
+    return clean_server

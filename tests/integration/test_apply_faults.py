@@ -21,11 +21,8 @@ XINF_PLAN = str(Path(sys.executable).parent / "xinf-plan")
 
 
 @pytest.fixture
-def server(monkeypatch, clean_server):
-    monkeypatch.setenv("XINFERENCE_PASSWORD", clean_server.password)
-    monkeypatch.delenv("XINFERENCE_ENDPOINT", raising=False)
-    monkeypatch.delenv("XINFERENCE_API_KEY", raising=False)
-    return clean_server
+def server(login_env):
+    return login_env
 
 
 def _auth(server):

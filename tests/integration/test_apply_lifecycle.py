@@ -11,14 +11,6 @@ from plans import tiny_plan, write_plan
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def login_env(monkeypatch, clean_server):
-    monkeypatch.setenv("XINFERENCE_PASSWORD", clean_server.password)
-    monkeypatch.delenv("XINFERENCE_ENDPOINT", raising=False)
-    monkeypatch.delenv("XINFERENCE_API_KEY", raising=False)
-    return clean_server
-
-
 def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, tmp_path):
     server = login_env
     plan_path = write_plan(tiny_plan(tiny_model_dir, replicas=2), tmp_path / "plan.yaml")
