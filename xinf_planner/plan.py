@@ -143,8 +143,7 @@ def _deployment_errors(dep: dict, base: str, inv: Inventory, excluded: set, ledg
     precision = rules.precision_of(fmt, launch["quantization"], getattr(arch, "checkpoint_quant", None))
     yield from _engine_kwarg_errors(launch, lp, engine)
     for r, place in enumerate(dep["placement"]):
-        yield from _replica_errors(dep, place, f"{base}.placement[{r}]", inv, engine, arch, precision,
-                                   excluded, ledger, ram)
+        yield from _replica_errors(dep, place, base, r, inv, engine, arch, precision, excluded, ledger, ram)
 
 
 def _placement_kwarg_errors(launch: dict, lp: str, dep: dict, inv: Inventory) -> Iterator[Error]:
@@ -310,8 +309,9 @@ class _LocalArch:
         raise AttributeError(name)
 
 
-def _replica_errors(dep, place, path, inv, engine, arch, precision, excluded, ledger, ram) -> Iterator[Error]:
+def _replica_errors(dep, place, base, r, inv, engine, arch, precision, excluded, ledger, ram) -> Iterator[Error]:
     launch = dep["launch"]
+    path = f"{base}.placement[{r}]"
     hosts = place.get("hosts")
     if hosts:
         yield f"{path}.hosts", "a replica sharded over several hosts (n_worker) is not supported yet"
@@ -356,20 +356,23 @@ def _replica_errors(dep, place, path, inv, engine, arch, precision, excluded, le
         yield path, reason
     if precision == "16" and rules.dtype_for(engine, precision, cc) == "float16" \
             and launch.get("dtype") != "float16":
-        yield f"{base_of(path)}.launch.dtype", (f"must be float16: {gpus[0].name} (compute capability "
+        yield f"{base}.launch.dtype", (f"must be float16: {gpus[0].name} (compute capability "
                                                 f"{rules.cc_text(cc)}) has no bf16")
     if engine in ("vllm", "sglang") and arch is not None:
         reason = rules.tp_reason(arch, len(gpus), launch["model_format"])
         if reason:
             yield f"{path}.gpus", reason
+    too_big = None
     for g in gpus:
         total = g.memory_total_gib
         held = reserved_gib(engine, launch, total, float(per_gpu["total"]))
         ledger[(host.name, g.index)].append((path, held))
-        if float(per_gpu["total"]) > g.memory_free_gib + TOLERANCE_GIB:
-            yield (f"{base_of(path)}.estimate.per_gpu_gib.total",
-                   f"{per_gpu['total']} GiB does not fit in the {g.memory_free_gib:.2f} GiB free on "
-                   f"{host.name} GPU {g.index}")
+        if too_big is None and float(per_gpu["total"]) > g.memory_free_gib + TOLERANCE_GIB:
+            too_big = g
+    if too_big is not None:
+        yield (f"{base}.estimate.per_gpu_gib.total",
+               f"{per_gpu['total']} GiB does not fit in the {too_big.memory_free_gib:.2f} GiB free on "
+               f"{host.name} GPU {too_big.index} (replica {r})")
 
 
 def _ledger_errors(inv: Inventory, ledger, ram) -> Iterator[Error]:
