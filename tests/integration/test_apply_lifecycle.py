@@ -6,30 +6,47 @@ import json
 
 import pytest
 import requests
-from plans import tiny_plan, write_plan
+import yaml
 
 pytestmark = pytest.mark.integration
+
+UID = "deepseek-r1-distill-qwen-local"  # the planner's uid for local weights of that family
+
+# A CPU-only host, as `xinf-plan inspect --name localhost` wrote it on the 2-core test VM.
+CPU_HOST = {"version": 1, "hosts": [{
+    "name": "localhost", "os": "linux", "arch": "x86_64", "cpu_model": "Intel(R) Xeon(R) Processor",
+    "cpu_cores": 2, "memory_total_bytes": 25276510208, "memory_available_bytes": 24557453312,
+    "gpus": []}]}
 
 
 def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, tmp_path):
     server = login_env
-    plan_path = write_plan(tiny_plan(tiny_model_dir, replicas=2), tmp_path / "plan.yaml")
+    hardware = tmp_path / "host.yaml"
+    hardware.write_text(yaml.safe_dump(CPU_HOST))
+    plan_path = tmp_path / "plan.yaml"
+    # the real planner: CPU host -> llama.cpp, with a registration block for the local GGUF
+    code, out, err = run_cli("plan", "--hardware", hardware, "--model", "deepseek-r1-distill-qwen",
+                             "--model-path", tiny_model_dir, "--replicas", 2, "--context-length", 512,
+                             "--concurrency", 1, "--disable-virtual-env", "-o", plan_path)
+    assert code == 0, out + err
+    code, out, err = run_cli("validate", plan_path)
+    assert code == 0, out + err
     auth = ["-e", server.url, "--username", server.username]
 
     code, out, err = run_cli("apply", plan_path, *auth)
     assert code == 0, out + err
     assert "1 to launch, 0 unchanged" in out
-    assert "smoke test tiny-r1-a: 8 tokens" in out
+    assert f"smoke test {UID}: 8 tokens" in out
 
     # the server really runs it: two READY replicas, and it answers a chat completion
     models = server.running_models()
-    assert set(models) == {"tiny-r1-a"}
-    assert models["tiny-r1-a"]["replica"] == 2
-    inst = server.get("/v1/models/instances", model_name="tiny-r1", model_uid="tiny-r1-a")
+    assert set(models) == {UID}
+    assert models[UID]["replica"] == 2
+    inst = server.get("/v1/models/instances", model_name=UID, model_uid=UID)
     assert [r["status"] for r in inst[0]["replica_statuses"]] == ["READY", "READY"]
     answer = requests.post(f"{server.url}/v1/chat/completions", timeout=60,
                            headers={"Authorization": f"Bearer {server.api_key('lifecycle')}"},
-                           json={"model": "tiny-r1-a", "max_tokens": 5, "temperature": 0,
+                           json={"model": UID, "max_tokens": 5, "temperature": 0,
                                  "messages": [{"role": "user", "content": "hi"}]}).json()
     assert answer["choices"][0]["finish_reason"] == "length"
     assert answer["usage"]["completion_tokens"] == 5
@@ -38,8 +55,8 @@ def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, t
     state_file = tmp_path / ".xinf-plan" / "state.json"
     state_text = state_file.read_text()
     state = json.loads(state_text)
-    assert state["deployments"]["tiny-r1-a"]["model_uid"] == "tiny-r1-a"
-    assert state["registered"] == ["tiny-r1"]
+    assert state["deployments"][UID]["model_uid"] == UID
+    assert state["registered"] == [UID]
     assert [h["plan_hash"] for h in state["history"]] == [state["plan_hash"]]
     assert server.password not in state_text and server.password not in out + err
     assert "Bearer" not in state_text
@@ -48,7 +65,7 @@ def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, t
     code, out, err = run_cli("apply", plan_path, *auth, "--no-smoke-test")
     assert code == 0, out + err
     assert "0 to launch, 1 unchanged" in out
-    assert "launch tiny-r1-a" not in out
+    assert f"launch {UID}" not in out
 
     code, out, err = run_cli("status", plan_path, *auth, "--format", "json")
     assert code == 0, out + err
