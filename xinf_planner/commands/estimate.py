@@ -127,7 +127,7 @@ def command(model_ref, engine, model_format, quantization, tp, pp, gpu_name, gpu
         "model": model.ref, "hf_id": model.hf_id, "engine": ENGINE_NAMES[engine],
         "model_format": spec.model_format, "quantization": spec.quantization,
         "tp": tp, "pp": pp, "gpu": gpu.name if gpu else None,
-        "gpu_memory_gib": total, "context_length": context_length, "concurrency": concurrency,
+        "gpu_memory_gib": None if total is None else round(total, 2), "context_length": context_length, "concurrency": concurrency,
         "kv_cache_dtype": kv_cache_dtype, **est.to_dict(),
     }
     click.echo(format_table(doc) if fmt == "table" else dump_document(doc, fmt), nl=fmt == "table")
@@ -147,16 +147,20 @@ def format_table(doc: dict) -> str:
         f"TP {doc['tp']} x PP {doc['pp']}  on {where}",
         f"context {doc['context_length']}, concurrency {doc['concurrency']}, KV cache {doc['kv_cache_dtype']}",
         "",
-        "per GPU (GiB)" if doc["gpu_memory_gib"] else "memory (GiB)",
+        "per GPU (GiB)" if doc["gpu_memory_gib"] else "system RAM (GiB)",
     ]
     labels = [("weights", "weights"), ("kv_cache", "KV cache"), ("activation", "activation"),
               ("overhead", "overhead"), ("total", "total")]
+    if not doc["gpu_memory_gib"] and "host_weights" in p:   # CPU only: the host's figures
+        p = {"weights": p["host_weights"], "kv_cache": p["host_kv_cache"],
+             "activation": doc["host_gib"] - p["host_weights"] - p["host_kv_cache"],
+             "overhead": 0.0, "total": doc["host_gib"]}
     extra = {k: v for k, v in p.items() if k not in dict(labels)}
     for key, label in labels:
         lines.append(f"  {label:<12}{p[key]:>9.2f}")
     if extra:
         lines.append("  (" + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in extra.items()) + ")")
-    if doc["host_gib"]:
+    if doc["host_gib"] and doc["gpu_memory_gib"]:
         lines.append(f"  {'host RAM':<12}{doc['host_gib']:>9.2f}")
     lines.append("")
     lines.append(f"KV pool      {doc['kv_cache_tokens']:,} tokens  "

@@ -71,9 +71,10 @@ def decode_speed(inp: EstimateInput, est: Estimate) -> dict[str, float | None]:
     def step_seconds(batch: int) -> float:
         w = _weights_read(inp, batch)
         if inp.engine == "llama.cpp" and on_gpu:
-            host_share = est.per_gpu_gib.get("host_weights", 0.0) * 2**30 / max(1.0, sum(
-                tensor_bytes(inp.model, inp.model_format, inp.quantization)))
-            return (w * (1 - host_share) + batch * kv_seq) / gpu_bw + w * host_share / cpu_bw
+            # layers left in host memory are read at the CPU's bandwidth (the embedding is a lookup)
+            embed = tensor_bytes(inp.model, inp.model_format, inp.quantization)[0]
+            host = max(0.0, est.per_gpu_gib.get("host_weights", 0.0) * 2**30 - embed)
+            return (w - host + batch * kv_seq) / gpu_bw + host / cpu_bw
         mem = (w / ranks + batch * kv_seq) / gpu_bw + floor
         if inp.gpu_tflops:
             flops = batch * 2 * _active_params(inp) / ranks
