@@ -192,18 +192,18 @@ class Reporter:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def replicas(self, rows: list[tuple[str, str]]) -> None:
-        """rows: (key, text) per replica."""
+    def replicas(self, rows: list[tuple[str, str, str]]) -> None:
+        """rows: (key, state, text) per replica; off a terminal a line is written only when
+        the replica's state changes."""
         if self.tty:
             if self._drawn:
                 self.stream.write(f"\x1b[{self._drawn}F")
-            for _, text in rows:
+            for _, _, text in rows:
                 self.stream.write("\x1b[2K" + text + "\n")
             self._drawn = len(rows)
             self.stream.flush()
             return
-        for key, text in rows:
-            state = text.split("  ")[1] if "  " in text else text
+        for key, state, text in rows:
             if self._last.get(key) != state:
                 self._last[key] = state
                 self.stream.write(text + "\n")
@@ -538,6 +538,7 @@ def _wait_ready(conn, model_name: str, uid: str, reporter: Reporter, timeout: fl
             per_rep = {p.get("replica_model_uid"): p.get("progress")
                        for p in (progress or {}).get("replicas") or []}
             reporter.replicas([(r.get("replica_model_uid") or uid,
+                                f"{r.get('status')} {r.get('worker_address')} {r.get('gpu_idx')}",
                                 replica_line(uid, r, elapsed, per_rep.get(r.get("replica_model_uid"))))
                                for r in reps])
             if errors:
