@@ -327,7 +327,10 @@ class Planner:
         hosts.sort(key=lambda h: (bool(self.capacity.free_gpu[h.name]), self.capacity.hosts.index(h)))
         if mreq.model_path:
             hosts = hosts[:1]                               # local weights: one host
-        cpu_only = [h for h in hosts if not self.capacity.free_gpu[h.name]]
+        cpu_only = [h for h in hosts if not h.gpus]
+        # CPU replicas on several hosts are pinned by replica_config, which cannot keep a host
+        # with GPUs off them (n_gpu "auto" takes one): hosts without GPUs, else one host.
+        hosts = cpu_only or hosts[:1]
         want = mreq.replicas or max(1, len(cpu_only))       # by default one replica per CPU host
         placed: list[tuple[Host, None]] = []
         counts: dict[str, int] = {}
