@@ -211,6 +211,11 @@ def test_lookup_gpu_by_nvml_name(nvml_name, expected, gib):
     assert abs(info.memory_bytes / 2**30 - gib) < 0.01
 
 
+def test_gpu_table_has_compute_for_datacenter_parts():
+    assert lookup_gpu("NVIDIA H100 80GB HBM3").tflops == 989
+    assert lookup_gpu("Apple M1").tflops is None
+
+
 def test_lookup_gpu_unknown_and_apple():
     assert lookup_gpu("NVIDIA Imaginary 9000") is None
     assert lookup_gpu("Apple M2 Ultra").bandwidth_gbps == 800

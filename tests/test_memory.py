@@ -340,3 +340,12 @@ def test_deterministic():
 def test_ceiling_is_gib_of_2_30():
     est = estimate(_vllm(gpu_memory_utilization=0.5))
     assert math.isclose(est.per_gpu_gib["reservation"], 0.5 * 79.19)
+
+
+def test_compute_roofline_caps_the_aggregate():
+    kw = dict(gpu_bandwidth_gbps=3350, concurrency=64, context_length=2048)
+    free = estimate(_vllm(**kw)).decode_tokens_per_s["aggregate"]
+    capped = estimate(_vllm(gpu_tflops=10, **kw)).decode_tokens_per_s["aggregate"]
+    # 10 TFLOPS at half efficiency, 2 FLOPs per parameter per token (embedding lookups excluded)
+    bound = 10e12 * 0.5 / (2 * (QWEN14.params - QWEN14.vocab_size * QWEN14.hidden_size))
+    assert capped < free and capped == pytest.approx(bound, rel=0.01)

@@ -17,6 +17,7 @@ class GpuInfo:
     cc: str | None
     source: str
     cuda_total_gib: float | None = None   # what cudaMemGetInfo reports, where a log shows it
+    tflops: float | None = None           # dense 16-bit tensor TFLOPS (datasheet)
 
     @property
     def usable_total_gib(self) -> float | None:
@@ -39,7 +40,8 @@ def _index() -> dict[str, GpuInfo]:
     for row in data["gpus"]:
         info = GpuInfo(name=row["name"], memory_bytes=row["memory_mib"] * 2**20,
                        bandwidth_gbps=float(row["bandwidth_gbps"]), cc=row["cc"],
-                       source=row["source"], cuda_total_gib=row.get("cuda_total_gib"))
+                       source=row["source"], cuda_total_gib=row.get("cuda_total_gib"),
+                       tflops=row.get("tflops"))
         for alias in [row["name"], *row["names"]]:
             index.setdefault(normalize_gpu_name(alias), info)
     for row in data["apple"]:

@@ -107,6 +107,7 @@ def command(model_ref, engine, model_format, quantization, tp, pp, gpu_name, gpu
         context_length=context_length, concurrency=concurrency, kv_cache_dtype=kv_cache_dtype,
         n_ctx=n_ctx, n_parallel=n_parallel, n_gpu_layers=n_gpu_layers, host_memory_gib=host_memory_gib,
         gpu_bandwidth_gbps=gpu_bandwidth_gbps or (gpu.bandwidth_gbps if gpu else None),
+        gpu_tflops=gpu.tflops if gpu else None,
         unified_memory=engine == "mlx", max_num_seqs=max_num_seqs, enforce_eager=enforce_eager,
     )
     if engine == "mlx" and host_memory_gib is None:
