@@ -32,6 +32,7 @@ from xinf_planner.templates import engine_defaults
 USABLE_TOKENS_PER_S = 20.0      # per sequence: reading speed with room to spare
 TOO_SLOW_TOKENS_PER_S = 10.0    # per sequence: R1 thinks for thousands of tokens; below this, advise a smaller model
 REJECTED_ALTERNATIVES = 15      # feasible layouts not chosen that the plan lists
+MAX_NUM_SEQS = 256              # the max_num_seqs Xinference passes to vLLM: the most one replica batches
 
 OBJECTIVES = {
     "quality": "the largest model, then the highest precision, that serves the concurrency; "
@@ -145,12 +146,12 @@ class Planner:
     def run(self) -> tuple[list[dict], list[dict], list[str]]:
         order = sorted(range(len(self.request.models)),
                        key=lambda i: (-self.request.models[i].share, i))
-        total_share = sum(m.share for m in self.request.models)
-        total_gpus = self.capacity.gpu_count()
         chosen: dict[int, dict] = {}
-        for i in order:
+        for n, i in enumerate(order):
             mreq = self.request.models[i]
-            quota = max(1, math.floor(total_gpus * mreq.share / total_share + 1e-9))
+            # this model's share of the GPUs still free; the last model gets all that is left
+            rest = sum(self.request.models[j].share for j in order[n:])
+            quota = max(1, math.floor(self.capacity.gpu_count() * mreq.share / rest + 1e-9))
             layout, context = self._choose(mreq, quota)
             chosen[i] = self._deployment(mreq, layout, context, uid_taken={d["launch"]["model_uid"]
                                                                            for d in chosen.values()})
@@ -255,6 +256,9 @@ class Planner:
             if reason:
                 self._reject(name, reason)
                 return None
+        if width > quota and len(self.request.models) > 1:
+            self._reject(name, f"{width} GPUs per replica is more than this model's share of {quota} GPU(s).")
+            return None
         reason = rules.cc_reason(engine, opt.spec.model_format, opt.precision, device.cc, device.label)
         if reason:
             self._reject(name, reason)
@@ -543,6 +547,10 @@ class Planner:
                 launch_extra[key] = fraction
                 est = self._estimate(opt, device, width, free, context, target, dtype, {key: fraction})
                 per_replica = int(est.max_concurrent_sequences)
+                if self.request.objective == "throughput" and per_replica > target:
+                    # speeds at capacity: every replica running as many sequences as its KV holds
+                    load = min(per_replica, MAX_NUM_SEQS)
+                    est = self._estimate(opt, device, width, free, context, load, dtype, {key: fraction})
             elif engine == "llama.cpp":
                 seqs = self._slots(engine, mreq.concurrency, n)
                 est, layers = self._llama_layers(opt, device, width, free, context, seqs)
