@@ -9,11 +9,13 @@ HEAVY = ("xinference_client", "xinference", "pynvml", "torch", "jsonschema", "ht
 
 
 def _modules_after(code: str) -> set[str]:
+    marker = "--- loaded modules ---"
     out = subprocess.run(
-        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"],
+        [sys.executable, "-c",
+         code + f"\nimport sys\nprint({marker!r})\nprint('\\n'.join(sorted(sys.modules)))"],
         check=True, capture_output=True, text=True,
     ).stdout
-    return set(out.split())
+    return set(out.split(marker, 1)[1].split())
 
 
 def test_help_imports_nothing_heavy():
