@@ -80,7 +80,14 @@ def group_gpus(host: Host, indexes: Iterable[int], size: int) -> list[tuple[tupl
 
 def _shape(host: Host, indexes: tuple[int, ...]) -> tuple:
     """What grouping depends on: the GPUs' numa nodes and the topology among them."""
-    return tuple((i, host.gpu(i).numa_node, tuple(host.link(i, j) for j in indexes)) for i in indexes)
+    pos = {g.index: n for n, g in enumerate(host.gpus)}
+    topo = host.topology
+    out = []
+    for i in indexes:
+        row = topo[pos[i]] if topo else None
+        links = tuple(row[pos[j]] for j in indexes) if row else (None,) * len(indexes)
+        out.append((i, host.gpus[pos[i]].numa_node, links))
+    return tuple(out)
 
 
 @lru_cache(maxsize=4096)

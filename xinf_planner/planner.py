@@ -138,9 +138,18 @@ class Planner:
         self.local_models = local_models or {}
         self.capacity = Capacity(inventory, request)
         self._memo: dict = {}
+        self._groups: dict = {}         # (host, free GPU indexes, width) -> groups
+        self._position = {h.name: n for n, h in enumerate(inventory.hosts)}
         self.quiet = False              # True: refuse without the (costly) explanation
         self.rejected: list[dict] = []
         self.notes: list[str] = []
+
+    def _defaults(self, engine: str) -> dict:
+        """The engine's template defaults, read once per plan (do not modify)."""
+        key = ("defaults", engine)
+        if key not in self._memo:
+            self._memo[key] = engine_defaults(engine, self.templates)
+        return self._memo[key]
 
     # -- public ---------------------------------------------------------------------------
     def run(self) -> tuple[list[dict], list[dict], list[str]]:
@@ -272,7 +281,10 @@ class Planner:
                 continue
             if not self._placeable(host):
                 continue
-            groups_by_host.append(host_groups(host, idx, width, self.capacity.free_gpu[host.name]))
+            key = (host.name, tuple(idx), width)
+            if key not in self._groups:
+                self._groups[key] = host_groups(host, idx, width, self.capacity.free_gpu[host.name])
+            groups_by_host.append(self._groups[key])
         if not any(groups_by_host):
             if platform_reason:
                 self._reject(name, platform_reason)
@@ -281,10 +293,14 @@ class Planner:
         # which groups fit one sequence of the context at all (memoised per free-memory level)
         fitting: list[list[Group]] = []
         why = None
+        probes: dict[float, tuple] = {}
         for groups in groups_by_host:
             ok = []
             for g in groups:
-                est, reason = self._fit_probe(opt, device, width, g.free_gib, context, dtype)
+                level = round(g.free_gib, 2)
+                if level not in probes:
+                    probes[level] = self._fit_probe(opt, device, width, g.free_gib, context, dtype)
+                est, reason = probes[level]
                 if est is None:
                     why = why or reason
                 else:
@@ -328,7 +344,7 @@ class Planner:
                 self._reject(name, reason_any)
             return None
         # hosts without usable GPUs first: a CPU replica on a GPU host is the last choice
-        hosts.sort(key=lambda h: (bool(self.capacity.free_gpu[h.name]), self.capacity.hosts.index(h)))
+        hosts.sort(key=lambda h: (bool(self.capacity.free_gpu[h.name]), self._position[h.name]))
         if mreq.model_path:
             hosts = hosts[:1]                               # local weights: one host
         cpu_only = [h for h in hosts if not h.gpus]
@@ -370,7 +386,7 @@ class Planner:
         if len(placed) < want and mreq.replicas:
             self._reject(name, f"only {len(placed)} of the {want} replicas asked for fit in RAM.")
             return None
-        placed.sort(key=lambda item: self.capacity.hosts.index(item[0]))
+        placed.sort(key=lambda item: self._position[item[0].name])
         return self._finish(opt, mreq, context, None, 0, placed, None, name, cpu_counts=counts)
 
     def _placeable(self, host: Host) -> bool:
@@ -465,7 +481,7 @@ class Planner:
         """Engine kwargs at the largest reservation the GPU allows (vLLM/SGLang), or slots."""
         engine = opt.engine
         if engine in ("vllm", "sglang"):
-            res = engine_defaults(engine, self.templates)["reservation"]
+            res = self._defaults(engine)["reservation"]
             free_fraction = free_gib / device.total_gib
             cap = min(res["cap"], free_fraction)
             if cap <= 0:
@@ -494,7 +510,7 @@ class Planner:
     def _slots(self, engine: str, concurrency: int, replicas: int) -> int:
         target = math.ceil(concurrency / replicas)
         if engine == "llama.cpp":
-            return max(1, min(target, engine_defaults("llama.cpp", self.templates)["max_parallel"]))
+            return max(1, min(target, self._defaults("llama.cpp")["max_parallel"]))
         return max(1, target)
 
     # -- the final configuration of a layout ----------------------------------------------
@@ -521,7 +537,7 @@ class Planner:
             free = min(g.free_gib for _, g in chosen)
             launch_extra = {}
             if engine in ("vllm", "sglang"):
-                res = engine_defaults(engine, self.templates)["reservation"]
+                res = self._defaults(engine)["reservation"]
                 key = res["key"]
                 probe_extra = self._engine_extra(opt, device, free, context, 1)
                 fraction = probe_extra[key]
@@ -560,7 +576,7 @@ class Planner:
                 launch_extra["n_parallel"] = seqs
                 per_replica = seqs
                 if layers is None:
-                    launch_extra["n_gpu_layers"] = engine_defaults("llama.cpp", self.templates)["all_layers"]
+                    launch_extra["n_gpu_layers"] = self._defaults("llama.cpp")["all_layers"]
                 else:
                     launch_extra["n_gpu_layers"] = layers
                     reasons.append(f"Partial offload: {layers} of {opt.arch.num_layers} layers fit on the GPU; "
