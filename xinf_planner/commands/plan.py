@@ -139,10 +139,13 @@ def summary_table(doc: dict) -> str:
                      f"{est['decode_tokens_per_s']['per_sequence']:.1f}",
                      f"{est['decode_tokens_per_s']['aggregate']:.0f}"))
         g = est["per_gpu_gib"]
-        where = "per GPU" if width else "in RAM"
-        details.append(f"{dep['name']}: {g['total']:.2f} GiB {where} (weights {g['weights']:.2f}, KV "
-                       f"{g['kv_cache']:.2f}, activation {g['activation']:.2f}, overhead {g['overhead']:.2f}); "
-                       f"KV {est['kv_cache_tokens']} tokens per replica")
+        if width:
+            memory = (f"{g['total']:.2f} GiB per GPU (weights {g['weights']:.2f}, KV {g['kv_cache']:.2f}, "
+                      f"activation {g['activation']:.2f}, overhead {g['overhead']:.2f})")
+        else:
+            memory = (f"{est.get('host_gib', 0):.2f} GiB of RAM per replica (weights "
+                      f"{g.get('host_weights', 0):.2f}, KV {g.get('host_kv_cache', 0):.2f})")
+        details.append(f"{dep['name']}: {memory}; KV {est['kv_cache_tokens']} tokens per replica")
         for reason in dep["reasons"]:
             details.append(f"  - {reason}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
