@@ -130,3 +130,13 @@ def test_free_memory_counts_used_memory():
     g = host.gpus[0]
     assert free_gib_after_headroom(g, 0) == pytest.approx((g.memory_total_bytes - g.memory_used_bytes) / GIB)
     assert free_gib_after_headroom(g, 1.0) == pytest.approx(free_gib_after_headroom(g, 0) - 1.0)
+
+
+def test_apple_silicon_gets_no_gpu_indexes():
+    # Xinference's device registry counts 0 MPS devices (xinference/device_utils.py), so a
+    # worker on a Mac refuses any gpu_idx: only the replica count (and the worker) is pinned.
+    from xinference.device_utils import DEVICE_REGISTRY
+    mps = [d for d in DEVICE_REGISTRY if d.name == "mps"][0]
+    assert mps.device_count_fn() == 0
+    host = _host("mac-studio-m2-ultra-192gb.yaml")
+    assert placement_kwargs([(host, (0,))]) == {"replica": 1}

@@ -205,3 +205,10 @@ def test_cli_validate_reports_every_error_and_exits_1(run_cli, tmp_path):
     good.write_text(dump_document(plan()))
     code, out, err = run_cli("validate", good)
     assert code == 0 and out.startswith("ok:")
+
+
+def test_gpu_idx_refused_on_apple_silicon():
+    doc = plan("mac-studio-m2-ultra-192gb.yaml", "deepseek-r1-distill-qwen:7", concurrency=1)
+    assert plan_errors(doc) == []
+    doc["deployments"][0]["launch"]["gpu_idx"] = [0]
+    assert "$.deployments[0].launch.gpu_idx" in paths(doc)

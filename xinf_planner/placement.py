@@ -206,9 +206,12 @@ def placement_kwargs(replicas: list[tuple[Host, tuple[int, ...]]]) -> dict:
       gives replica i the slice ``gpu_idx[i*k:(i+1)*k]``) with ``replica``; on the CPU,
       ``n_gpu: None`` (``"auto"`` would take one GPU where there is one).
     - A CPU replica on a host that has GPUs but a worker address: ``worker_ip`` + ``n_gpu: None``.
+    - Apple silicon: no GPU indexes at all (see ``_apple_kwargs``).
     """
     n = len(replicas)
     hosts = {h.name: h for h, _ in replicas}
+    if any(_vendor(host, i) == "apple" for host, gpus in replicas for i in gpus):
+        return _apple_kwargs(replicas)
     on_cpu = all(not gpus for _, gpus in replicas)
     all_workers = all(h.worker_address for h in hosts.values())
     if all_workers and not (on_cpu and any(h.gpus for h in hosts.values())):
@@ -232,6 +235,28 @@ def placement_kwargs(replicas: list[tuple[Host, tuple[int, ...]]]) -> dict:
         return out
     gpu_idx = [i for _, gpus in replicas for i in gpus]
     return {"replica": n, "gpu_idx": gpu_idx}
+
+
+def _apple_kwargs(replicas: list[tuple[Host, tuple[int, ...]]]) -> dict:
+    """Apple silicon: Xinference's device registry reports 0 devices for MPS
+    (xinference/device_utils.py), so a worker refuses any gpu_idx there; MLX and llama.cpp use
+    the Metal GPU by themselves. Pin the worker only; ``n_gpu`` stays the default "auto", which
+    allocates no device where the worker counts none."""
+    n = len(replicas)
+    hosts = {h.name: h for h, _ in replicas}
+    if all(h.worker_address for h in hosts.values()):
+        return {"replica": n, "replica_config": [{"devices": [{"worker_ip": h.worker_address, "n_gpu": "auto"}]}
+                                                 for h, _ in replicas]}
+    if len(hosts) != 1:
+        raise ValueError("replicas on several hosts need a worker_address on every host")
+    return {"replica": n}
+
+
+def _vendor(host: Host, index: int) -> str | None:
+    try:
+        return host.gpu(index).vendor
+    except KeyError:
+        return None
 
 
 def free_gib_after_headroom(gpu: GPU, headroom_gib: float) -> float:

@@ -174,7 +174,12 @@ def _placement_kwarg_errors(launch: dict, lp: str, dep: dict, inv: Inventory) ->
                 yield from _config_matches_placement(entry, placement[r], f"{lp}.replica_config[{r}]", inv)
         return
     gpu_idx = launch.get("gpu_idx")
-    on_gpus = any(p["gpus"] for p in placement)
+    apple = _on_apple(placement, inv)
+    on_gpus = any(p["gpus"] for p in placement) and not apple
+    if apple and gpu_idx is not None:
+        yield f"{lp}.gpu_idx", ("must not be set on Apple silicon: Xinference counts no MPS devices, so the "
+                                "worker refuses every GPU index")
+        return
     if gpu_idx is not None:
         if len(gpu_idx) % replica:
             yield f"{lp}.gpu_idx", (f"has {len(gpu_idx)} GPUs, not a multiple of replica {replica} "
@@ -194,9 +199,20 @@ def _placement_kwarg_errors(launch: dict, lp: str, dep: dict, inv: Inventory) ->
     elif on_gpus:
         yield f"{lp}", ("has no gpu_idx or replica_config: Xinference would choose the GPUs itself, by "
                         "model count, not memory")
-    elif launch.get("n_gpu", "auto") is not None:
+    elif not apple and launch.get("n_gpu", "auto") is not None:
         yield f"{lp}.n_gpu", ("must be null for replicas on the CPU: 'auto' takes one GPU wherever the "
                               "worker has one")
+
+
+def _on_apple(placement: list[dict], inv: Inventory) -> bool:
+    for place in placement:
+        try:
+            host = inv.host(place.get("host"))
+            if any(host.gpu(i).vendor == "apple" for i in place["gpus"]):
+                return True
+        except KeyError:
+            continue
+    return False
 
 
 def base_of(lp: str) -> str:
@@ -205,7 +221,7 @@ def base_of(lp: str) -> str:
 
 def _config_matches_placement(entry: dict, place: dict, path: str, inv: Inventory) -> Iterator[Error]:
     device = entry["devices"][0]
-    want = list(place["gpus"])
+    want = [] if _on_apple([place], inv) else list(place["gpus"])
     got = device.get("gpu_idx") or []
     if got != want:
         yield f"{path}.devices[0].gpu_idx", f"is {got} but the placement says {want}"
