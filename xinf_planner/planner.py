@@ -653,7 +653,8 @@ class Planner:
 
     def _why_not(self, best: Layout, lay: Layout) -> str:
         objective = self.request.objective
-        return (f"scored lower for '{objective}' ({OBJECTIVES[objective]}): {lay.per_seq_tps:.1f} tokens/s "
+        return (f"scored lower for '{objective}' (the objective's rule is in the deployment's reasons): "
+                f"{lay.per_seq_tps:.1f} tokens/s "
                 f"per sequence, {lay.total_tps:.0f} in total, {lay.served} sequence(s) at once, against "
                 f"{best.per_seq_tps:.1f}, {best.total_tps:.0f} and {best.served} for the choice.")
 
@@ -805,9 +806,11 @@ class Planner:
         engine = opt.engine
         n = len(lay.replicas)
         out = []
+        objective = self.request.objective
+        out.append(f"Objective '{objective}': {OBJECTIVES[objective]}.")
         if mreq.size is None and not mreq.model_path:
-            out.append(f"Size: {opt.arch.size.replace('_', '.')}B is the choice for '{self.request.objective}' "
-                       f"among the {opt.arch.family} sizes that fit ({OBJECTIVES[self.request.objective]}).")
+            out.append(f"Size: {opt.arch.size.replace('_', '.')}B scores best among the {opt.arch.family} "
+                       f"sizes that fit.")
         if rules.has_paged_kv(engine):
             why = (f"{engine}: paged KV cache and continuous batching serve many sequences at once "
                    f"from one pool")
