@@ -268,11 +268,6 @@ class Connection:
         except ServerError:
             return None
 
-    def custom_models(self) -> list[str]:
-        regs = self._call("list model registrations",
-                          lambda: self.client.list_model_registrations("LLM"))
-        return sorted(r["model_name"] for r in regs if not r.get("is_builtin"))
-
     def register(self, spec: dict, worker_ip: str | None = None, persist: bool = True) -> None:
         self._call(f"register {spec.get('model_name')}", lambda: self.client.register_model(
             "LLM", json.dumps(spec, sort_keys=True), persist, worker_ip))

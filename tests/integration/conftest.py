@@ -61,3 +61,16 @@ def login_env(monkeypatch, clean_server):
     monkeypatch.delenv("XINFERENCE_ENDPOINT", raising=False)
     monkeypatch.delenv("XINFERENCE_API_KEY", raising=False)
     return clean_server
+
+
+@pytest.fixture(scope="session")
+def xinf_cluster(tmp_path_factory):
+    """A real supervisor with two workers on loopback (about 70 s to start on 2 cores)."""
+    from xinf_server import Cluster
+
+    cluster = Cluster(tmp_path_factory.mktemp("xinf-cluster"), n_workers=2)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

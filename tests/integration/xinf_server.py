@@ -231,6 +231,13 @@ class _Server:
         regs = self.get("/v1/model_registrations/LLM")
         return sorted(r["model_name"] for r in regs if not r.get("is_builtin"))
 
+    def registered(self, model_name: str) -> bool:
+        """Whether an LLM is registered under this name (one cheap lookup; listing every
+        registration can take over 30 s on a cluster)."""
+        r = requests.get(f"{self.url}/v1/model_registrations/LLM/{model_name}", timeout=60,
+                         headers={"Authorization": f"Bearer {self.token()}"})
+        return r.status_code == 200
+
     def worker_addresses(self) -> list[str]:
         return sorted(w["ip_address"]
                       for w in self.get("/v1/cluster/info", detailed="true")
