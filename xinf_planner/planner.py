@@ -35,8 +35,9 @@ REJECTED_ALTERNATIVES = 15      # feasible layouts not chosen that the plan list
 MAX_NUM_SEQS = 256              # the max_num_seqs Xinference passes to vLLM: the most one replica batches
 
 OBJECTIVES = {
-    "quality": "the largest model, then the highest precision, that serves the concurrency; "
-               "then the most GPUs put to use, then total tokens/s",
+    "quality": "the largest model, then the highest precision, that serves the concurrency at 10 "
+               "tokens/s per sequence or more (when any option does); then the most GPUs put to use, "
+               "then total tokens/s",
     "throughput": "the most total decode tokens/s (all replicas), then the most sequences served",
     "latency": "the fastest decode per sequence, then the largest model and precision",
     "balanced": "quality points × speed factor, where quality points = log2(1 + size in B) × the "
@@ -642,7 +643,8 @@ class Planner:
         tie = (-rules.engine_order(opt.engine), -lay.width, -_link(lay), lay.label)
         used = lay.width * len(lay.replicas)
         if objective == "quality":
-            head = (size, rank, paged, used, round(lay.total_tps, 3))
+            usable = lay.per_seq_tps >= TOO_SLOW_TOKENS_PER_S
+            head = (usable, size, rank, paged, used, round(lay.total_tps, 3))
         elif objective == "throughput":
             head = (paged, round(lay.total_tps, 3), lay.served, size, rank)
         elif objective == "latency":
