@@ -83,7 +83,7 @@ def plan_errors(doc: Any) -> list[Error]:
         found.extend(_identity_errors(dep, base, i, uids, names))
         found.extend(_deployment_errors(dep, base, inv, excluded, ledger, ram))
     found.extend(_ledger_errors(inv, ledger, ram))
-    return found
+    return list(dict.fromkeys(found))            # a rule broken by every replica is one error
 
 
 # -- inventory -------------------------------------------------------------------------------
