@@ -836,9 +836,13 @@ class Planner:
             else:
                 out.append(f"{n} replica(s), each on {lay.width} {lay.device.label} GPU(s).")
             worst = max((g.worst_link for _, g in lay.replicas), default=0)
+            hosts = {h.name for h, _ in lay.replicas}
+            over = f"; replicas {self.request.strategy} over {len(hosts)} hosts" if len(hosts) > 1 else ""
             if lay.width > 1:
                 out.append(f"Placement: each replica's GPUs are linked by {LINK_WORDS[worst]} at worst "
-                           f"(GPUs of one model only; replicas {self.request.strategy} over hosts).")
+                           f"(GPUs of one model only{over}).")
+            elif over:
+                out.append(f"Placement: {over[2:]}.")
             if "dtype" in lay.launch_extra:
                 out.append(f"dtype float16: {lay.device.label} has compute capability "
                            f"{rules.cc_text(lay.device.cc)}, below 8.0, so no bf16.")
@@ -847,8 +851,10 @@ class Planner:
             out.append(f"{n} replica(s) on the CPU of {', '.join(hosts)} with "
                        f"{lay.launch_extra.get('n_threads', 'all')} thread(s) each.")
         out.extend(lay.reasons)
-        out.append(f"Context: context_length {context} set explicitly (the model default would be "
-                   f"{opt.arch.context_length or opt.arch.max_position_embeddings}).")
+        local = self.local_models.get(mreq.model_path) if mreq.model_path else None
+        default = (local.context_length if local is not None and local.context_length
+                   else opt.arch.context_length or opt.arch.max_position_embeddings)
+        out.append(f"Context: context_length {context} set explicitly (the model default would be {default}).")
         out.append(f"Serves {lay.served} sequence(s) of {context} tokens at once; about "
                    f"{lay.per_seq_tps:.1f} decode tokens/s per sequence, {lay.total_tps:.0f} in total.")
         if lay.per_seq_tps < TOO_SLOW_TOKENS_PER_S:
