@@ -84,6 +84,7 @@ def test_bf16_needs_ampere_else_float16():
     assert rules.dtype_for("vllm", "4", (7, 5)) == "float16"     # AWQ activations are 16-bit too
     assert rules.dtype_for("vllm", "16", (8, 0)) is None
     assert rules.dtype_for("llama.cpp", "16", (7, 5)) is None
+    assert rules.dtype_for("transformers", "16", (7, 5)) is None     # takes torch_dtype; fp16 by default
 
 
 def test_precision_classes_and_ranks():

@@ -139,8 +139,10 @@ def family_reason(engine: str, arch) -> str | None:
 # -- compute capability ----------------------------------------------------------------------
 
 def dtype_for(engine: str, precision: str, cc: tuple[int, int] | None) -> str | None:
-    """The ``dtype`` a 16-bit launch must set: float16 below CC 8.0, else None (model's bf16)."""
-    if engine not in ("vllm", "sglang", "transformers") or cc is None:
+    """The ``dtype`` a vLLM/SGLang launch must set: float16 below CC 8.0, else None (the model's
+    bf16). Transformers already loads float16 on CUDA (Xinference's preferred dtype for the
+    device) and takes ``torch_dtype``, not ``dtype``; llama.cpp and MLX have no such switch."""
+    if engine not in ("vllm", "sglang") or cc is None:
         return None
     if cc < parse_cc(facts()["compute_capability"]["bf16"]):
         return "float16"
