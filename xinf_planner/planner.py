@@ -316,6 +316,10 @@ class Planner:
             return None
         if mreq.model_path:
             fitting = [g for g in fitting if g][:1]        # local weights: one host
+            if mreq.replicas and mreq.replicas > len(fitting[0]):
+                self._reject(name, f"local weights are registered on one host, where only {len(fitting[0])} "
+                             f"of the {mreq.replicas} replicas asked for fit.")
+                return None
             replicas = min(replicas, len(fitting[0]))
         picked = pick_groups(fitting, replicas, self.request.strategy)
         host_of = {h.name: h for h in self.capacity.hosts}
