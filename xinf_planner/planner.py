@@ -567,7 +567,7 @@ class Planner:
                                       else ", since the KV cache needs all of it."))
                 launch_extra[key] = fraction
                 est = self._estimate(opt, device, width, free, context, target, dtype, {key: fraction})
-                per_replica = int(est.max_concurrent_sequences)
+                per_replica = min(int(est.max_concurrent_sequences), MAX_NUM_SEQS)
                 if self.request.objective == "throughput" and per_replica > target:
                     # speeds at capacity: every replica running as many sequences as its KV holds
                     load = min(per_replica, MAX_NUM_SEQS)
