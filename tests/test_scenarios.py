@@ -139,3 +139,14 @@ def test_largest_model_this_machine_can_serve():
             doc, _ = outcome("1xt4.yaml", f"deepseek-r1-distill-qwen:{bigger}")
             if doc is not None:       # it fits, but the balanced score judged it too slow
                 assert doc["deployments"][0]["estimate"]["decode_tokens_per_s"]["per_sequence"] < 20
+
+
+def test_balanced_prefers_continuous_batching_on_nvidia_servers():
+    """R1 on one 8×H100 box: the FP8 checkpoint does not fit, and among what fits a serving engine
+    (vLLM AWQ at TP 8) beats single-slot llama.cpp even at the default concurrency."""
+    doc = make_plan(load_inventory(HOSTS / "8xh100-sxm.yaml"),
+                    request_from_intent({"model": "deepseek-r1"}))
+    (dep,) = doc["deployments"]
+    assert dep["launch"]["model_engine"].lower() in ("vllm", "sglang")
+    assert dep["launch"]["model_format"] != "ggufv2"
+    assert dep["estimate"]["served_sequences"] > 1

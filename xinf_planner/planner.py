@@ -641,7 +641,10 @@ class Planner:
     def _score(self, lay: Layout, mreq: ModelRequest) -> tuple:
         opt = lay.option
         rank = rules.precision_rank(opt.precision)
-        paged = rules.has_paged_kv(opt.engine) and mreq.concurrency >= rules.facts()["paged_kv_concurrency"]
+        many = mreq.concurrency >= rules.facts()["paged_kv_concurrency"]
+        # 'balanced' plans a server: continuous batching serves the next user at the same quality,
+        # so paged engines lead whenever they fit; the other objectives ask for it by concurrency.
+        paged = rules.has_paged_kv(opt.engine) and (many or self.request.objective == "balanced")
         size = opt.arch.size_b
         objective = self.request.objective
         tie = (-rules.engine_order(opt.engine), -lay.width, -_link(lay), lay.label)
