@@ -496,7 +496,8 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
                                 f"(finish_reason {smoke.finish_reason!r})")
                 result.smoke[name] = smoke
                 reporter.line(f"smoke test {name}: {smoke.completion_tokens} tokens, first token "
-                              f"{smoke.first_token_s * 1000:.0f} ms, {smoke.tokens_per_s:.1f} tokens/s, "
+                              f"{smoke.first_token_s * 1000:.0f} ms, {smoke.tokens_per_s:.1f} tokens/s"
+                              f"{' (engine)' if smoke.engine_tokens_per_s else ' (end to end)'}, "
                               f"finish_reason {smoke.finish_reason}")
     except (XinfPlanError, _Step, KeyboardInterrupt) as exc:
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)

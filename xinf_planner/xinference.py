@@ -99,13 +99,16 @@ class SmokeResult:
     completion_tokens: int
     first_token_s: float
     total_s: float
+    engine_tokens_per_s: float | None = None  # the engine's own decode figure, when it reports one
 
     @property
     def tokens_per_s(self) -> float:
-        decode = self.total_s - self.first_token_s
-        if self.completion_tokens <= 1 or decode <= 0:
-            return 0.0
-        return (self.completion_tokens - 1) / decode
+        """Decode speed: the engine's figure (llama.cpp's ``timings``) when given, else
+        tokens over the whole request as the client saw it (prefill included: a floor).
+        Chunks can arrive in bursts, so the gap after the first token is not used."""
+        if self.engine_tokens_per_s:
+            return self.engine_tokens_per_s
+        return self.completion_tokens / self.total_s if self.total_s > 0 else 0.0
 
 
 def _timed_session_class():
@@ -343,6 +346,7 @@ def _read_stream(resp, start: float) -> SmokeResult:
     chunks = 0
     usage_tokens = None
     finish = None
+    engine_tps = None
     for raw in resp.iter_lines():
         line = raw.decode("utf-8", "replace").strip() if isinstance(raw, bytes) else str(raw).strip()
         if not line.startswith("data:"):
@@ -367,9 +371,13 @@ def _read_stream(resp, start: float) -> SmokeResult:
         usage = event.get("usage")
         if usage and usage.get("completion_tokens") is not None:
             usage_tokens = int(usage["completion_tokens"])
+        timings = event.get("timings")
+        if isinstance(timings, dict) and timings.get("predicted_per_second"):
+            engine_tps = float(timings["predicted_per_second"])
     total = time.monotonic() - start
     return SmokeResult(finish_reason=finish, completion_tokens=usage_tokens if usage_tokens is not None else chunks,
-                       first_token_s=first if first is not None else total, total_s=total)
+                       first_token_s=first if first is not None else total, total_s=total,
+                       engine_tokens_per_s=engine_tps)
 
 
 def _http_detail(resp) -> str:
