@@ -179,3 +179,13 @@ def test_reporter_redraws_in_place_on_a_terminal():
     rep.replicas([("r0", "CREATING", "a"), ("r1", "CREATING", "b")])
     rep.replicas([("r0", "READY", "c"), ("r1", "CREATING", "d")])
     assert out.getvalue() == "\x1b[2Ka\n\x1b[2Kb\n\x1b[2F\x1b[2Kc\n\x1b[2Kd\n"
+
+
+def test_transient_launch_errors_are_recognised():
+    from xinf_planner.apply import transient_cause
+
+    # the message Xinference 4.1.0 gave on this VM when two replicas raced (see apply.py)
+    seen = ("deepseek-r1-distill-qwen-local-rep0: [Errno 17] File exists: '/tmp/demo/tiny-r1' -> "
+            "'/tmp/demo-server/home/cache/v2/deepseek-r1-distill-qwen-local-ggufv2-0_00012b-F32'")
+    assert transient_cause(seen) == "replicas raced to create the model's cache link"
+    assert transient_cause("bad-rep0: Invalid input. `model_path`: /x File or directory does not exist.") is None

@@ -38,6 +38,18 @@ LAUNCH_TIMEOUT_S = 900.0
 POLL_INTERVAL_S = 1.0
 MIN_VERSION = {"context_length": (4, 1), "replica_config": (4, 1)}  # checked against 4.1.0 only
 READY, ERROR, CREATING = "READY", "ERROR", "CREATING"
+# Launch failures that a second identical launch clears, with why (Xinference 4.1.0):
+# replicas of a just-registered local model race to create its cache link
+# (model/llm/cache_manager.py, cache_uri: islink check, then os.symlink), and the loser
+# fails with "[Errno 17] File exists"; the link then exists and a relaunch succeeds.
+TRANSIENT_LAUNCH_ERRORS = [("[Errno 17] File exists", "replicas raced to create the model's cache link")]
+
+
+def transient_cause(message: str) -> str | None:
+    for pattern, cause in TRANSIENT_LAUNCH_ERRORS:
+        if pattern in message:
+            return cause
+    return None
 
 
 # --- plan helpers (pure) ---------------------------------------------------------------------
@@ -482,12 +494,23 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
             step = f"launch {name}"
             reporter.line(f"launch {name}: {launch['model_name']} on {launch['model_engine']}, "
                           f"{launch.get('replica', 1)} replica(s)")
-            uid = conn.launch(launch)
-            result.launched.append(name)
-            state.record_launch(name, uid, launch["model_name"])
-            save_state(state_path, state)
-            step = f"wait for {name}"
-            _wait_ready(conn, launch["model_name"], uid, reporter, options.launch_timeout_s)
+            for attempt in (1, 2):
+                step = f"launch {name}"
+                uid = conn.launch(launch)
+                if attempt == 1:
+                    result.launched.append(name)
+                    state.record_launch(name, uid, launch["model_name"])
+                    save_state(state_path, state)
+                step = f"wait for {name}"
+                try:
+                    _wait_ready(conn, launch["model_name"], uid, reporter, options.launch_timeout_s)
+                    break
+                except _Step as exc:
+                    cause = transient_cause(str(exc))
+                    if attempt == 2 or cause is None:
+                        raise
+                    reporter.line(f"retry {name} once: {exc} ({cause})")
+                    terminate(conn, launch["model_name"], uid)
             if options.smoke_test:
                 step = f"smoke test {name}"
                 smoke = conn.smoke_chat(uid, max_tokens=options.smoke_max_tokens)
