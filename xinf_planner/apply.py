@@ -723,8 +723,9 @@ def dry_run_calls(plan: dict, endpoint: str, auth_text: str, options: ApplyOptio
         launch = dep["launch"]
         if not dep.get("registration"):
             calls.append(f"get_model_registration('LLM', {launch['model_name']!r})")
-        calls.append(f"query_engine_by_model_name({launch['model_name']!r}, model_type='LLM', "
-                     "enable_virtual_env=False)")
+        reg = dep.get("registration")
+        queried = reg["model_family"] if reg else launch["model_name"]  # until registered: its family
+        calls.append(f"query_engine_by_model_name({queried!r}, model_type='LLM', enable_virtual_env=False)")
     for block, spec in specs:
         calls.append(f"register_model('LLM', {js(spec)}, persist=True, worker_ip={block.get('worker_ip')!r})")
     for dep in deployments(plan):
