@@ -189,3 +189,38 @@ def test_transient_launch_errors_are_recognised():
             "'/tmp/demo-server/home/cache/v2/deepseek-r1-distill-qwen-local-ggufv2-0_00012b-F32'")
     assert transient_cause(seen) == "replicas raced to create the model's cache link"
     assert transient_cause("bad-rep0: Invalid input. `model_path`: /x File or directory does not exist.") is None
+
+
+# GET /v1/cluster/info?detailed=true worker rows: the fields a 4.1.0 supervisor returned on this
+# VM (two CPU workers), with the GPU total of an H100 80GB (81559 MiB, as nvidia-smi reports it).
+def _worker(address, vram_available_bytes):
+    return {"node_type": "Worker", "ip_address": address, "gpu_count": 1, "gpu_vram_total": 85_520_809_984,
+            "gpu_vram_available": vram_available_bytes, "cpu_count": 2, "software_version": "4.1.0"}
+
+
+def test_memory_check_per_gpu_locally_and_per_worker_remotely():
+    from xinf_planner.apply import gpu_needs, memory_problems
+
+    dep = _dep("d", "m", replica=2)
+    dep["estimate"] = {"per_gpu_gib": {"total": 70.0}}
+    dep["launch"]["replica_config"] = [{"devices": [{"worker_ip": "127.0.0.1:30001", "gpu_idx": [0]}]},
+                                       {"devices": [{"worker_ip": "10.0.0.2:30001", "gpu_idx": [0]}]}]
+    dep["placement"] = [{"host": "a", "gpus": [0]}, {"host": "b", "gpus": [0]}]
+    needs = gpu_needs(_plan(dep), [dep], ["127.0.0.1:30001", "10.0.0.2:30001"])
+    assert needs == {("127.0.0.1:30001", 0): 70.0, ("10.0.0.2:30001", 0): 70.0}
+    workers = [_worker("127.0.0.1:30001", 0), _worker("10.0.0.2:30001", 60 * (1 << 30))]
+    problems, notes = memory_problems(needs, workers, "127.0.0.1:30001", {0: 79.0})
+    assert problems == ["worker 10.0.0.2:30001 has 60.00 GiB of GPU memory free; the plan counted on 70.00 GiB"]
+    problems, _ = memory_problems(needs, workers, "127.0.0.1:30001", {0: 50.5})
+    assert problems[0] == "GPU 0 has 50.50 GiB free; the plan counted on 70.00 GiB"
+    problems, notes = memory_problems(needs, [_worker("10.0.0.2:30001", 80 << 30)], "127.0.0.1:30001", None)
+    assert problems == [] and notes == ["free GPU memory not checked on this host: no NVIDIA GPU visible to NVML"]
+
+
+def test_a_single_worker_takes_placements_that_name_none():
+    from xinf_planner.apply import gpu_needs
+
+    dep = _dep("d", "m", replica=2)
+    dep["estimate"] = {"per_gpu_gib": {"total": 10.0}}
+    dep["placement"] = [{"host": "h", "gpus": [0]}, {"host": "h", "gpus": [0]}]
+    assert gpu_needs(_plan(dep), [dep], ["127.0.0.1:5000"]) == {("127.0.0.1:5000", 0): 20.0}

@@ -345,6 +345,9 @@ def _check_workers(plan, deps, addresses, result: Preflight) -> None:
                 result.problems.append(f"{dep['name']}: worker {want} is not one of the server's workers "
                                        f"({', '.join(addresses) or 'none'})")
         names = {p.get("host") for p in dep.get("placement") or [] if p.get("host")}
+        if len(names) > len(addresses):
+            result.problems.append(f"{dep['name']}: placed on {len(names)} hosts, but the server has "
+                                   f"{len(addresses)} worker(s)")
         for name in sorted(names):
             host = hosts.get(name) or {}
             if not host.get("worker_address") and not dep["launch"].get("replica_config") and len(addresses) > 1:
@@ -352,45 +355,79 @@ def _check_workers(plan, deps, addresses, result: Preflight) -> None:
                                        f"inventory, and the server has {len(addresses)} workers")
 
 
-def _check_memory(plan, deps, workers, result: Preflight, gpu_probe) -> None:
-    """Free GPU memory against what the plan counted on: NVML when the worker is this host
-    (``gpu_probe``), the cluster's worker info otherwise."""
-    need_gpu: dict[tuple[str | None, int], float] = {}
+def gpu_needs(plan: dict, deps: list[dict], workers: list[str]) -> dict[tuple[str | None, int], float]:
+    """GiB the plan counts on per (worker address, GPU index) (pure). A placement that names
+    no worker is on the only worker when there is one."""
+    only = workers[0] if len(workers) == 1 else None
+    needs: dict[tuple[str | None, int], float] = {}
     for dep in deps:
         total = float(((dep.get("estimate") or {}).get("per_gpu_gib") or {}).get("total") or 0)
         workers_of = planned_workers(plan, dep)
         for i, place in enumerate(dep.get("placement") or []):
+            worker = (workers_of[i] if i < len(workers_of) else None) or only
             for gpu in place.get("gpus") or []:
-                key = (workers_of[i] if i < len(workers_of) else None, gpu)
-                need_gpu[key] = need_gpu.get(key, 0.0) + total
-    if not need_gpu:
-        return
-    local_only = len(workers) <= 1
-    if local_only:
-        gpus = gpu_probe() if gpu_probe else None
-        if not gpus:
-            result.notes.append("free GPU memory not checked: no NVIDIA GPU visible on this host")
-            return
-        free = {g.index: g.memory_free_gib for g in gpus}
-        for (_, idx), need in sorted(need_gpu.items(), key=lambda kv: kv[0][1]):
-            if idx not in free:
-                result.problems.append(f"GPU {idx} is not present on this host")
-            elif free[idx] + 1e-6 < need:
-                result.problems.append(f"GPU {idx} has {free[idx]:.2f} GiB free; the plan counted on {need:.2f} GiB")
-        return
+                needs[(worker, gpu)] = needs.get((worker, gpu), 0.0) + total
+    return needs
+
+
+def memory_problems(needs: dict, workers: list[dict], local_worker: str | None,
+                    local_free_gib: dict[int, float] | None) -> tuple[list[str], list[str]]:
+    """(problems, notes) comparing free GPU memory with the plan's needs (pure): per GPU from
+    NVML for the worker on this host, per worker (Xinference sums its GPUs) elsewhere."""
+    problems, notes = [], []
     by_worker = {w.get("ip_address"): w for w in workers}
     per_worker: dict[str, float] = {}
-    for (worker, _), need in need_gpu.items():
-        if worker:
+    for (worker, idx), need in sorted(needs.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        if worker is not None and worker == local_worker:
+            if local_free_gib is None:
+                if "free GPU memory" not in " ".join(notes):
+                    notes.append("free GPU memory not checked on this host: no NVIDIA GPU visible to NVML")
+            elif idx not in local_free_gib:
+                problems.append(f"GPU {idx} is not present on this host")
+            elif local_free_gib[idx] + 1e-6 < need:
+                problems.append(f"GPU {idx} has {local_free_gib[idx]:.2f} GiB free; the plan counted on "
+                                f"{need:.2f} GiB")
+        elif worker is not None:
             per_worker[worker] = per_worker.get(worker, 0.0) + need
     for worker, need in sorted(per_worker.items()):
         info = by_worker.get(worker)
-        if not info:
-            continue
+        if info is None:
+            continue  # reported by the worker check
         avail = float(info.get("gpu_vram_available") or 0) / (1 << 30)
         if avail + 1e-6 < need:
-            result.problems.append(f"worker {worker} has {avail:.2f} GiB of GPU memory free; the plan counted "
-                                   f"on {need:.2f} GiB")
+            problems.append(f"worker {worker} has {avail:.2f} GiB of GPU memory free; the plan counted "
+                            f"on {need:.2f} GiB")
+    return problems, notes
+
+
+def is_this_host(address: str | None) -> bool:
+    """Whether a worker address (ip:port) is on the machine running xinf-plan."""
+    import socket
+
+    if not address:
+        return False
+    ip = address.rsplit(":", 1)[0].strip("[]")
+    if ip in ("127.0.0.1", "localhost", "::1") or ip.startswith("127."):
+        return True
+    try:
+        return ip in socket.gethostbyname_ex(socket.gethostname())[2]
+    except OSError:
+        return False
+
+
+def _check_memory(plan, deps, workers, result: Preflight, gpu_probe) -> None:
+    addresses = [w.get("ip_address") for w in workers]
+    needs = gpu_needs(plan, deps, addresses)
+    if not needs:
+        return
+    local = next((a for a in addresses if is_this_host(a)), None)
+    free = None
+    if local is not None and any(w == local for w, _ in needs) and gpu_probe is not None:
+        gpus = gpu_probe()
+        free = {g.index: g.memory_free_gib for g in gpus} if gpus else None
+    problems, notes = memory_problems(needs, workers, local, free)
+    result.problems.extend(problems)
+    result.notes.extend(notes)
 
 
 def _check_engine(conn, dep: dict, model_name: str, result: Preflight) -> None:

@@ -208,3 +208,22 @@ def test_preflight_reports_every_problem_before_changing_anything(run_cli, serve
     assert "preflight found 2 problem(s); nothing was changed" in err
     assert "NoSuchEngine" in out and "Q9_X" in out
     assert server.running_models() == {} and server.custom_llm_names() == []
+
+
+def test_ctrl_c_during_launch_rolls_back(server, tiny_model_dir, tmp_path):
+    plan_path = write_plan(tiny_plan(tiny_model_dir, uid="interrupted", replicas=2), tmp_path / "plan.yaml")
+    state_file = tmp_path / ".xinf-plan" / "state.json"
+    proc = _spawn_apply(plan_path, server)
+    try:
+        _wait_for(lambda: state_file.exists() and json.loads(state_file.read_text())["deployments"],
+                  what="apply to record its launch")
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 7, out + err
+    assert "interrupted (Ctrl-C)" in err and "terminated interrupted" in err
+    assert "unregistered tiny-r1" in err
+    assert server.running_models() == {} and server.custom_llm_names() == []
+    assert json.loads(state_file.read_text())["deployments"] == {}

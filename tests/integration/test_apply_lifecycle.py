@@ -74,6 +74,20 @@ def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, t
     assert [(r["replica"], r["status"]) for r in report["replicas"]] == [(0, "READY"), (1, "READY")]
     assert report["unowned"] == []
 
+    # a plan that differs from what runs stops apply, saying what differs, and changes nothing
+    changed = yaml.safe_load(plan_path.read_text())
+    changed["deployments"][0]["launch"]["replica"] = 3
+    changed_path = tmp_path / "changed.yaml"
+    changed_path.write_text(yaml.safe_dump(changed))
+    code, out, err = run_cli("apply", changed_path, *auth, "--state", tmp_path / ".xinf-plan" / "state.json")
+    assert code == 4, out + err
+    assert "replica: planned 3, running 2" in err
+    assert server.running_models()[UID]["replica"] == 2
+
+    # destroy asks first; "no" changes nothing
+    code, out, err = run_cli("destroy", plan_path, *auth, input="n\n")
+    assert code != 0 and UID in server.running_models()
+
     code, out, err = run_cli("destroy", plan_path, *auth, "--yes")
     assert code == 0, out + err
     assert server.running_models() == {}
