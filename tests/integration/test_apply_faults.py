@@ -60,6 +60,22 @@ def _wait_for(pred, timeout=60.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _apply_interrupted(plan_path, server, interrupt) -> tuple[int, str, str]:
+    """Run apply in its own process; once its state records the launch, call interrupt(proc).
+    Returns (exit code, stdout, stderr); the process never outlives the test."""
+    state_file = Path(plan_path).parent / ".xinf-plan" / "state.json"
+    proc = _spawn_apply(plan_path, server)
+    try:
+        _wait_for(lambda: state_file.exists() and json.loads(state_file.read_text())["deployments"],
+                  what="apply to record its launch")
+        interrupt(proc)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, out, err
+
+
 def test_failed_launch_rolls_back_only_what_apply_started(run_cli, server, tiny_model_dir, tmp_path):
     _bystander(server, tiny_model_dir)
     plan = tiny_plan(tiny_model_dir, uid="good", replicas=1)
@@ -97,16 +113,8 @@ def test_keep_on_failure_leaves_what_started(run_cli, server, tiny_model_dir, tm
 def test_server_killed_during_apply_then_restarted(run_cli, server, tiny_model_dir, tmp_path):
     plan_path = write_plan(tiny_plan(tiny_model_dir, uid="crash", replicas=2), tmp_path / "plan.yaml")
     state_file = tmp_path / ".xinf-plan" / "state.json"
-    proc = _spawn_apply(plan_path, server)
-    try:
-        _wait_for(lambda: state_file.exists() and json.loads(state_file.read_text())["deployments"],
-                  what="apply to record its launch")
-        server.kill()
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 7, out + err
+    code, out, err = _apply_interrupted(plan_path, server, lambda proc: server.kill())
+    assert code == 7, out + err
     assert "COULD NOT roll back" in err and "run destroy later" in err
     # the state still names what was started, for the next apply or destroy
     assert json.loads(state_file.read_text())["deployments"]["crash"]["model_uid"] == "crash"
@@ -213,16 +221,9 @@ def test_preflight_reports_every_problem_before_changing_anything(run_cli, serve
 def test_ctrl_c_during_launch_rolls_back(server, tiny_model_dir, tmp_path):
     plan_path = write_plan(tiny_plan(tiny_model_dir, uid="interrupted", replicas=2), tmp_path / "plan.yaml")
     state_file = tmp_path / ".xinf-plan" / "state.json"
-    proc = _spawn_apply(plan_path, server)
-    try:
-        _wait_for(lambda: state_file.exists() and json.loads(state_file.read_text())["deployments"],
-                  what="apply to record its launch")
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        out, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 7, out + err
+    # SIGINT is what Ctrl-C sends
+    code, out, err = _apply_interrupted(plan_path, server, lambda proc: proc.send_signal(signal.SIGINT))
+    assert code == 7, out + err
     assert "interrupted (Ctrl-C)" in err and "terminated interrupted" in err
     assert "unregistered tiny-r1" in err
     assert server.running_models() == {} and server.custom_llm_names() == []
