@@ -482,18 +482,26 @@ class _Step(Exception):
     """Internal: a failure during apply, with the server's message."""
 
 
-def check_server(conn, plan: dict) -> None:
-    """Version floor for the kwargs the plan uses (ServerTooOld, exit 5)."""
+def check_server(conn, plan: dict) -> list[str]:
+    """Version floor for the kwargs the plan uses (ServerTooOld, exit 5); returns notes."""
     version = conn.version()
     problems = check_version(version, plan)
     if problems:
         raise ServerTooOld("; ".join(problems))
+    if version is None and any(uses_kwarg(plan, key) for key in MIN_VERSION):
+        return ["the server's version is unreadable with these credentials (it needs the admin "
+                "scope); assuming Xinference >= 4.1"]
+    return []
 
 
 def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None,
                reporter: Reporter, options: ApplyOptions = ApplyOptions(),
                gpu_probe: Callable | None = None) -> ApplyResult:
-    check_server(conn, plan)
+    from xinf_planner.xinference import mask_url
+
+    for note in check_server(conn, plan):
+        reporter.line(f"note: {note}")
+    endpoint = mask_url(conn.url)
     running = conn.running()
     d = diff(plan, running)
     if d.differing:
@@ -511,7 +519,7 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
     result = ApplyResult(diff=d, notes=pre.notes)
     reporter.line(f"plan: {d.summary()}")
     if not d.to_launch and not pre.to_register:
-        state.record_applied(plan, plan_path, state.endpoint or conn.url)
+        state.record_applied(plan, plan_path, endpoint)
         save_state(state_path, state)
         return result
 
@@ -572,7 +580,7 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
             text += f"; COULD NOT roll back: {', '.join(left)} (recorded in the state file; run destroy later)"
         raise ApplyFailed(text) from None
 
-    state.record_applied(plan, plan_path, conn.url)
+    state.record_applied(plan, plan_path, endpoint)
     save_state(state_path, state)
     return result
 

@@ -67,6 +67,11 @@ def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, t
     assert "0 to launch, 1 unchanged" in out
     assert f"launch {UID}" not in out
 
+    # status needs no login: an API key (list/describe only) is enough
+    code, out, err = run_cli("status", plan_path, "-e", server.url, "--api-key", server.api_key("status"))
+    assert code == 0, out + err
+    assert "in sync with the plan" in out
+
     code, out, err = run_cli("status", plan_path, *auth, "--format", "json")
     assert code == 0, out + err
     report = json.loads(out)
