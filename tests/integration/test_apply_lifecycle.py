@@ -79,6 +79,11 @@ def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, t
     assert [(r["replica"], r["status"]) for r in report["replicas"]] == [(0, "READY"), (1, "READY")]
     assert report["unowned"] == []
 
+    # without PLAN: the plan last applied with this state
+    code, out, err = run_cli("status", *auth, "--state", tmp_path / ".xinf-plan" / "state.json")
+    assert code == 0, out + err
+    assert f"{UID}-rep1" in out and "in sync with the plan" in out
+
     # a plan that differs from what runs stops apply, saying what differs, and changes nothing
     changed = yaml.safe_load(plan_path.read_text())
     changed["deployments"][0]["launch"]["replica"] = 3

@@ -11,7 +11,24 @@ EXAMPLE = """
 Examples:
   xinf-plan status plan.yaml -e http://127.0.0.1:9997 --api-key "$KEY"
   xinf-plan status plan.yaml --format json | jq .replicas
+  xinf-plan status        # the plan last applied from ./.xinf-plan/state.json
 """
+
+
+def plan_or_last_applied(plan: str | None, state_file: str | None) -> dict:
+    """PLAN, else the last plan applied with this state, else an empty plan (then every
+    model on the server is listed as owned by no plan)."""
+    from pathlib import Path
+
+    from xinf_planner.state import STATE_DIR, STATE_FILE, load_state
+
+    if plan:
+        return load_plan(plan)
+    path = Path(state_file) if state_file else Path(STATE_DIR) / STATE_FILE
+    state = load_state(path)
+    if state.history:
+        return state.history[-1]["plan"]
+    return {"version": 1, "deployments": []}
 
 
 def render_table(report: dict) -> str:
@@ -37,18 +54,19 @@ def render_table(report: dict) -> str:
 
 
 @click.command("status", epilog=EXAMPLE)
-@click.argument("plan", type=click.Path(dir_okay=False))
+@click.argument("plan", type=click.Path(dir_okay=False), required=False)
 @server_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table",
               show_default=True)
 @click.pass_context
 def command(ctx, plan, endpoint, api_key, username, state_file, fmt):
     """Compare PLAN with what runs on the server: status, worker, GPUs and error per replica,
-    plus models no plan owns. Exit 0 when everything matches, 4 on drift."""
+    plus models no plan owns. Without PLAN, the plan last applied with the state file
+    (--state, default ./.xinf-plan/state.json). Exit 0 when everything matches, 4 on drift."""
     from xinf_planner.apply import collect_status
     from xinf_planner.docio import dump_document
 
-    doc = load_plan(plan)
+    doc = plan_or_last_applied(plan, state_file)
     conn = open_connection(endpoint, api_key, username)
     report = collect_status(conn, doc)
     if fmt == "table":
