@@ -27,7 +27,7 @@ def templates_dir(user_dir: str | os.PathLike | None = None) -> Path:
         return _REPO_TEMPLATES
     from importlib import resources
 
-    packaged = Path(str(resources.files("xinf_planner").joinpath("templates")))
+    packaged = Path(str(resources.files("xinf_planner").joinpath("_templates")))
     if (packaged / "engines").is_dir():
         return packaged
     raise InvalidInput("no templates folder found: reinstall xinf-plan or pass --templates DIR")

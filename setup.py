@@ -1,0 +1,13 @@
+"""Packaging detail that pyproject.toml cannot say: the top-level templates/ folder ships
+inside the wheel as the package ``xinf_planner._templates`` (found by templates.templates_dir)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    packages=find_packages(include=["xinf_planner", "xinf_planner.*"]) + ["xinf_planner._templates"],
+    package_dir={"xinf_planner._templates": "templates"},
+    package_data={
+        "xinf_planner": ["schemas/*.json", "catalog/data/*.yaml", "catalog/data/*.json", "rules.yaml"],
+        "xinf_planner._templates": ["engines/*.yaml", "render/*.tmpl"],
+    },
+)
