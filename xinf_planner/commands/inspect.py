@@ -20,12 +20,26 @@ FORMATS = ("table", "json", "yaml")
 @click.option("--name", metavar="NAME", help="This host's name in the inventory [default: the hostname].")
 @click.option("--worker-address", metavar="IP:PORT", callback=lambda ctx, param, value: _address(value),
               help="This host's Xinference worker address, as the supervisor lists it.")
+@click.option("--endpoint", "-e", metavar="URL",
+              help="Read a whole cluster from its Xinference supervisor (GET /v1/cluster/info) "
+                   "instead of this machine. $XINFERENCE_ENDPOINT does not switch modes.")
+@click.option("--api-key", "-ak", envvar="XINFERENCE_API_KEY", default=None,
+              help="With --endpoint: an admin access token [env: XINFERENCE_API_KEY].")
+@click.option("--username", "-u", default=None,
+              help="With --endpoint: log in as this user; the password comes from $XINFERENCE_PASSWORD.")
+@click.option("--hosts", "host_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              metavar="FILE", help="With --endpoint: per-host inventories (repeatable); each worker whose "
+                                   "worker_address they list takes its GPU detail from them.")
+@click.option("--gpu-name", metavar="NAME",
+              help="With --endpoint: the GPU model of workers without a --hosts inventory "
+                   "(e.g. 'NVIDIA H100 80GB HBM3'); their GPUs are assumed identical.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
               help="Output format [default: table on a terminal, yaml otherwise; "
                    "with -o, from the file's extension].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write the inventory to FILE (atomically) instead of stdout.")
-def command(files, merge, name, worker_address, fmt, output):
+def command(files, merge, name, worker_address, endpoint, api_key, username, host_files, gpu_name, fmt,
+            output):
     """Describe this machine's GPUs, CPU and memory as an inventory (format v1).
 
     \b
@@ -38,8 +52,18 @@ def command(files, merge, name, worker_address, fmt, output):
       xinf-plan inspect                                  # table on a terminal
       xinf-plan inspect --name gpu-a --worker-address 10.0.0.11:30001 -o gpu-a.yaml
       xinf-plan inspect --merge gpu-a.yaml gpu-b.yaml -o cluster.yaml
+      XINFERENCE_PASSWORD=... xinf-plan inspect -e http://10.0.0.5:9997 --username admin \\
+          --hosts gpu-a.yaml --hosts gpu-b.yaml -o cluster.yaml
     """
-    inventory = _collect(files, merge, name, worker_address)
+    if endpoint:
+        if files or merge or name or worker_address:
+            raise click.UsageError("--endpoint reads the cluster; it cannot be used with FILES, --merge, "
+                                   "--name or --worker-address")
+        inventory = _from_cluster(endpoint, api_key, username, host_files, gpu_name)
+    elif host_files or gpu_name:
+        raise click.UsageError("--hosts and --gpu-name go with --endpoint")
+    else:
+        inventory = _collect(files, merge, name, worker_address)
     if output:
         file_fmt = _file_format(fmt, output)
         write_atomic(output, dump_document(inventory.to_dict(), file_fmt))
@@ -57,6 +81,21 @@ def _address(value: str | None) -> str | None:
     if value is not None and not re.fullmatch(r"[^\s:]+:[0-9]{1,5}", value):
         raise click.BadParameter(f"{value!r} is not IP:PORT (e.g. 10.0.0.11:30001)")
     return value
+
+
+def _from_cluster(endpoint, api_key, username, host_files, gpu_name) -> Inventory:
+    """The cluster's inventory from its supervisor; each assumption made is one stderr line."""
+    from xinf_planner.commands.apply import credentials
+    from xinf_planner.inventory import load_inventory, merge_inventories
+    from xinf_planner.probe.cluster import probe_cluster
+    from xinf_planner.xinference import connect, resolve_endpoint
+
+    hosts = merge_inventories([(f, load_inventory(f)) for f in host_files]) if host_files else None
+    conn = connect(resolve_endpoint(endpoint, {}), credentials(api_key, username))
+    inventory, warnings = probe_cluster(conn, hosts, gpu_name)
+    for line in warnings:
+        click.echo(f"warning: {line}", err=True)
+    return inventory
 
 
 def _collect(files, merge, name, worker_address) -> Inventory:
