@@ -56,6 +56,9 @@ def test_gpu_name_replaces_memory(run_cli):
     (["-m", "deepseek-r1-distill-qwen:7", "-f", "fp8"], "awq, ggufv2, gptq, mlx, pytorch"),
     (["-m", "deepseek-r1-distill-qwen:7", "-f", "ggufv2", "-q", "Q9"], "Q4_K_M"),
     (["-m", "deepseek-r1-distill-qwen:7", "--gpu", "Voodoo 5"], "NVIDIA H100"),
+    # vLLM would refuse these shardings at start-up: 28 heads / 3, and TP 3 is never a power of two
+    (["-m", "deepseek-r1-distill-qwen:7", "--tp", "3"], "TP 3"),
+    (["-m", "deepseek-r1-distill-qwen:14", "-f", "awq", "-q", "Int4", "--tp", "8"], "group size 128"),
 ])
 def test_unknown_choices_exit_1_with_one_line(run_cli, args, needle):
     code, out, err = run_cli("estimate", "--engine", "vllm", "--gpu-memory-gib", "80", *args)

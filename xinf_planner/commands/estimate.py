@@ -100,6 +100,13 @@ def command(model_ref, engine, model_format, quantization, tp, pp, gpu_name, gpu
     elif total is None and engine not in ("llama.cpp", "transformers", "mlx"):
         raise InvalidInput(f"{ENGINE_NAMES[engine]} runs on GPUs: give --gpu-memory-gib or --gpu NAME")
 
+    if engine in ("vllm", "sglang"):
+        from xinf_planner.rules import tp_reason
+
+        bad_tp = tp_reason(model, tp, spec.model_format)
+        if bad_tp:
+            raise InvalidInput(f"{ENGINE_NAMES[engine]} cannot shard {model.ref} that way: {bad_tp}")
+
     inp = EstimateInput(
         model=model, engine=engine, model_format=spec.model_format, quantization=spec.quantization,
         tp=tp, pp=pp, gpu_total_gib=total, gpu_used_gib=gpu_memory_used_gib,
