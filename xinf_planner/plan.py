@@ -152,6 +152,9 @@ def _placement_kwarg_errors(launch: dict, lp: str, dep: dict, inv: Inventory) ->
     if len(placement) != replica:
         yield f"{lp}.replica", f"is {replica} but the placement lists {len(placement)} replicas"
     config = launch.get("replica_config")
+    if config is None and (launch.get("n_worker", 1) > 1 or any("hosts" in p for p in placement)):
+        yield from _sharded_kwarg_errors(launch, lp, placement, inv)
+        return
     if config is not None:
         for key in ("gpu_idx", "worker_ip"):
             if key in launch:
@@ -202,6 +205,66 @@ def _placement_kwarg_errors(launch: dict, lp: str, dep: dict, inv: Inventory) ->
     elif not apple and launch.get("n_gpu", "auto") is not None:
         yield f"{lp}.n_gpu", ("must be null for replicas on the CPU: 'auto' takes one GPU wherever the "
                               "worker has one")
+
+
+def _sharded_kwarg_errors(launch: dict, lp: str, placement: list[dict], inv: Inventory) -> Iterator[Error]:
+    """One replica over several workers (n_worker > 1): the hosts, workers and GPUs named must
+    agree with each other and with the inventory (Xinference 4.1.0 rules: rules.yaml multi_host)."""
+    from xinf_planner import cluster
+
+    base = base_of(lp)
+    engine = rules.normalise_engine(launch["model_engine"])
+    if not cluster.shards(engine):
+        yield f"{lp}.n_worker", (f"{launch['model_engine']} cannot shard one replica over several workers "
+                                 f"(xinf-plan shards {', '.join(cluster.facts()['engines'])})")
+    if launch["replica"] != 1 or len(placement) != 1:
+        yield f"{lp}.replica", ("a sharded deployment has exactly one replica: Xinference cannot pin the "
+                                "workers of each replica of an n_worker launch")
+    place = placement[0]
+    hosts = place.get("hosts")
+    if not hosts:
+        yield f"{base}.placement[0]", "a replica with n_worker > 1 is placed as {hosts: [...], gpus: [...]}"
+        return
+    n_worker = launch.get("n_worker", 1)
+    if n_worker != len(hosts):
+        yield f"{lp}.n_worker", f"is {n_worker} but the placement spans {len(hosts)} hosts"
+    if len(set(hosts)) != len(hosts):
+        yield f"{base}.placement[0].hosts", "lists a host twice"
+    addresses = []
+    for k, name in enumerate(hosts):
+        try:
+            address = inv.host(name).worker_address
+        except KeyError:
+            yield f"{base}.placement[0].hosts[{k}]", f"{name!r} is not in the embedded inventory"
+            continue
+        if not address:
+            yield f"{base}.placement[0].hosts[{k}]", f"host {name} has no worker_address, so no shard can be pinned to it"
+        addresses.append(address)
+    listed = cluster.parse_worker_ips(launch.get("worker_ip"))
+    if not listed:
+        yield f"{lp}.worker_ip", ("is required with n_worker > 1: without it Xinference's scheduler "
+                                  "chooses the workers")
+    elif sorted(listed) != sorted(a for a in addresses if a):
+        yield f"{lp}.worker_ip", f"lists {', '.join(listed)} but the placement's hosts are {', '.join(map(str, addresses))}"
+    gpus = list(place["gpus"])
+    if launch.get("gpu_idx") != gpus:
+        yield f"{lp}.gpu_idx", f"is {launch.get('gpu_idx')} but the placement gives every shard GPUs {gpus}"
+    if launch.get("n_gpu") != len(gpus):
+        yield f"{lp}.n_gpu", (f"is {launch.get('n_gpu')!r} but each shard uses {len(gpus)} GPU(s) "
+                              "(with n_worker, n_gpu is GPUs per worker)")
+    tp, pp = launch.get("tensor_parallel_size"), launch.get("pipeline_parallel_size")
+    if engine == "vllm" and tp is not None and (tp * (pp or 1)) != len(gpus) * len(hosts):
+        yield f"{lp}.tensor_parallel_size", (f"TP {tp} × PP {pp or 1} is not the {len(gpus) * len(hosts)} GPUs "
+                                             f"of {len(hosts)} hosts × {len(gpus)}")
+    kinds = set()
+    for name in hosts:
+        try:
+            host = inv.host(name)
+            kinds.update(gpu_kind(host.gpu(i)) for i in gpus)
+        except KeyError:
+            continue
+    if len(kinds) > 1:
+        yield f"{base}.placement[0].hosts", "mixes GPU models across the shards of one replica"
 
 
 def _on_apple(placement: list[dict], inv: Inventory) -> bool:
@@ -325,12 +388,23 @@ class _LocalArch:
         raise AttributeError(name)
 
 
-def _replica_errors(dep, place, base, r, inv, engine, arch, precision, excluded, ledger, ram) -> Iterator[Error]:
+def _replica_errors(dep, place, base, r, inv, engine, arch, precision, excluded, ledger, ram,
+                    shard: tuple[int, int] | None = None) -> Iterator[Error]:
     launch = dep["launch"]
     path = f"{base}.placement[{r}]"
+    if shard is not None:
+        path += f".hosts[{shard[0]}]"
     hosts = place.get("hosts")
     if hosts:
-        yield f"{path}.hosts", "a replica sharded over several hosts (n_worker) is not supported yet"
+        for k, name in enumerate(hosts):
+            if name in hosts[:k]:
+                continue
+            try:
+                inv.host(name)
+            except KeyError:
+                continue                        # reported with the launch keywords
+            yield from _replica_errors(dep, {"host": name, "gpus": place["gpus"]}, base, r, inv, engine, arch,
+                                       precision, excluded, ledger, ram, shard=(k, len(hosts)))
         return
     try:
         host = inv.host(place["host"])
@@ -375,7 +449,8 @@ def _replica_errors(dep, place, base, r, inv, engine, arch, precision, excluded,
         yield f"{base}.launch.dtype", (f"must be float16: {gpus[0].name} (compute capability "
                                                 f"{rules.cc_text(cc)}) has no bf16")
     if engine in ("vllm", "sglang") and arch is not None:
-        reason = rules.tp_reason(arch, len(gpus), launch["model_format"])
+        tp = launch.get("tensor_parallel_size") or launch.get("tp_size") or len(gpus)
+        reason = rules.tp_reason(arch, tp, launch["model_format"])
         if reason:
             yield f"{path}.gpus", reason
     too_big = None

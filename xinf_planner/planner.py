@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from xinf_planner import rules
+from xinf_planner import cluster, rules
 from xinf_planner.errors import NothingFits
 from xinf_planner.inventory import GIB, GPU, Host, Inventory
 from xinf_planner.placement import (Group, LINK_WORDS, free_gib_after_headroom, gpu_key, gpu_kind,
@@ -33,6 +33,7 @@ USABLE_TOKENS_PER_S = 20.0      # per sequence: reading speed with room to spare
 TOO_SLOW_TOKENS_PER_S = 10.0    # per sequence: R1 thinks for thousands of tokens; below this, advise a smaller model
 REJECTED_ALTERNATIVES = 15      # feasible layouts not chosen that the plan lists
 MAX_NUM_SEQS = 256              # the max_num_seqs Xinference passes to vLLM: the most one replica batches
+MAX_SHARD_HOSTS = 16            # the most hosts one sharded replica spans (PP stages / TP across hosts)
 
 OBJECTIVES = {
     "quality": "the largest model, then the highest precision, that serves the concurrency at 10 "
@@ -95,12 +96,22 @@ class Layout:
     per_seq_tps: float
     total_tps: float
     reasons: list[str] = field(default_factory=list)
+    shard_hosts: tuple = ()   # one replica sharded over these hosts (n_worker); () otherwise
+    tp: int = 0               # a sharded replica's TP and PP (cluster.Parallel)
+    pp: int = 1
 
     @property
     def label(self) -> str:
+        if self.shard_hosts:
+            return (f"{self.option.label} TP{self.tp}×PP{self.pp}, 1 replica over {len(self.shard_hosts)} "
+                    f"hosts × {self.width}× {self.device.label}")
         where = "CPU" if self.device.kind is None else f"{self.width}× {self.device.label}"
         par = f" TP{self.width}" if self.option.engine in ("vllm", "sglang") else ""
         return f"{self.option.label}{par}, {len(self.replicas)} replica(s) on {where}"
+
+    @property
+    def gpus_used(self) -> int:
+        return self.width * max(len(self.replicas), len(self.shard_hosts))
 
 
 # -- capacity --------------------------------------------------------------------------------
@@ -251,6 +262,13 @@ class Planner:
                 layout = self._gpu_layout(opt, mreq, quota, context, device, hosts, width)
                 if layout is not None:
                     out.append(layout)
+        if cluster.shards(engine) and not mreq.model_path and not any(lay.served >= mreq.concurrency
+                                                                       for lay in out):
+            # too large for any one host (at this concurrency): one replica sharded over several
+            for device, hosts in self._devices():
+                layout = self._sharded_layout(opt, mreq, context, device, hosts)
+                if layout is not None:
+                    out.append(layout)
         if rules.engine_facts(engine)["cpu"]:
             layout = self._cpu_layout(opt, mreq, context)
             if layout is not None:
@@ -282,10 +300,7 @@ class Planner:
                 continue
             if not self._placeable(host):
                 continue
-            key = (host.name, tuple(idx), width)
-            if key not in self._groups:
-                self._groups[key] = host_groups(host, idx, width, self.capacity.free_gpu[host.name])
-            groups_by_host.append(self._groups[key])
+            groups_by_host.append(self._host_groups(host, idx, width))
         if not any(groups_by_host):
             if platform_reason:
                 self._reject(name, platform_reason)
@@ -325,6 +340,61 @@ class Planner:
         host_of = {h.name: h for h in self.capacity.hosts}
         chosen = [(host_of[g.host], g) for g in picked]
         return self._finish(opt, mreq, context, device, width, chosen, dtype, name)
+
+    def _sharded_layout(self, opt, mreq, context, device, hosts) -> Layout | None:
+        """The fewest hosts (then the fewest GPUs per host) of this GPU kind over which one
+        replica serves the concurrency, with every shard on the same GPU indexes; else the one
+        that serves the most; None when none fits."""
+        engine = opt.engine
+        name = f"{opt.label} over several hosts × {device.label}"
+        if rules.cc_reason(engine, opt.spec.model_format, opt.precision, device.cc, device.label):
+            return None                             # refused (with its reason) on one host already
+        eligible = [(h, idx) for h, idx in hosts
+                    if h.worker_address and not rules.platform_reason(engine, h, device.vendor)]
+        if len(eligible) < 2:
+            return None
+        dtype = rules.dtype_for(engine, opt.precision, device.cc)
+        widest = max(len(idx) for _, idx in eligible)
+        why = None
+        best = None
+        for n in range(2, min(len(eligible), MAX_SHARD_HOSTS) + 1):
+            for width in [w for w in rules.tp_sizes() if w <= widest]:
+                par, reason = cluster.parallel_for(engine, opt.arch, opt.spec.model_format, width, n,
+                                                   self.request.interconnect)
+                if par is None:
+                    why = why or reason
+                    continue
+                by_host = [(h, self._host_groups(h, idx, width)) for h, idx in eligible]
+                for gpus, members in cluster.common_groups(by_host):
+                    if len(members) < n:
+                        break
+                    picked = cluster.pick_hosts(members, n, self.request.strategy)
+                    free = min(g.free_gib for _, g in picked)
+                    extra = self._engine_extra(opt, device, free, context, 1, probe=True)
+                    if extra is None:
+                        continue
+                    est = self._estimate(opt, device, par.tp, free, context, 1, dtype, {**extra, "pp": par.pp})
+                    if not est.fits:
+                        why = why or " ".join(est.reasons)
+                        break                   # the same memory level on other hosts fits no better
+                    first = (picked[0][0], replace(picked[0][1], free_gib=free))
+                    lay = self._finish(opt, mreq, context, device, par.tp, [first], dtype, name, pp=par.pp)
+                    lay = replace(lay, width=width, shard_hosts=tuple(h for h, _ in picked), tp=par.tp,
+                                  pp=par.pp, reasons=[par.reason, *lay.reasons])
+                    if lay.served >= mreq.concurrency:
+                        return lay
+                    if best is None or lay.served > best.served:
+                        best = lay
+                    break
+        if best is None:
+            self._reject(name, why or "no set of hosts with the same free GPUs holds it.")
+        return best
+
+    def _host_groups(self, host: Host, idx: list[int], width: int) -> list[Group]:
+        key = (host.name, tuple(idx), width)
+        if key not in self._groups:
+            self._groups[key] = host_groups(host, idx, width, self.capacity.free_gpu[host.name])
+        return self._groups[key]
 
     def _cpu_layout(self, opt: Option, mreq: ModelRequest, context: int) -> Layout | None:
         name = f"{opt.label} on the CPU"
@@ -519,7 +589,7 @@ class Planner:
         return max(1, target)
 
     # -- the final configuration of a layout ----------------------------------------------
-    def _finish(self, opt, mreq, context, device, width, chosen, dtype, name, cpu_counts=None):
+    def _finish(self, opt, mreq, context, device, width, chosen, dtype, name, cpu_counts=None, pp=1):
         from xinf_planner.memory import EstimateInput, min_gpu_memory_utilization
 
         engine = opt.engine
@@ -551,7 +621,7 @@ class Planner:
                                   quantization=opt.spec.quantization, tp=width,
                                   gpu_total_gib=device.total_gib, gpu_used_gib=device.total_gib - free,
                                   context_length=context, concurrency=target, dtype=dtype,
-                                  gpu_bandwidth_gbps=device.bandwidth_gbps)
+                                  gpu_bandwidth_gbps=device.bandwidth_gbps, pp=pp)
                     needed = min_gpu_memory_utilization(_input(EstimateInput, kwargs), context * target)
                     if needed is not None:
                         sized = reservation_fraction(needed, res["margin"], res["cap"], free / device.total_gib)
@@ -566,12 +636,13 @@ class Planner:
                                    + (", for throughput." if self.request.objective == "throughput"
                                       else ", since the KV cache needs all of it."))
                 launch_extra[key] = fraction
-                est = self._estimate(opt, device, width, free, context, target, dtype, {key: fraction})
+                stages = {"pp": pp} if pp > 1 else {}
+                est = self._estimate(opt, device, width, free, context, target, dtype, {key: fraction, **stages})
                 per_replica = min(int(est.max_concurrent_sequences), MAX_NUM_SEQS)
                 if self.request.objective == "throughput" and per_replica > target:
                     # speeds at capacity: every replica running as many sequences as its KV holds
                     load = min(per_replica, MAX_NUM_SEQS)
-                    est = self._estimate(opt, device, width, free, context, load, dtype, {key: fraction})
+                    est = self._estimate(opt, device, width, free, context, load, dtype, {key: fraction, **stages})
             elif engine == "llama.cpp":
                 seqs = self._slots(engine, mreq.concurrency, n)
                 est, layers = self._llama_layers(opt, device, width, free, context, seqs)
@@ -648,7 +719,7 @@ class Planner:
         size = opt.arch.size_b
         objective = self.request.objective
         tie = (-rules.engine_order(opt.engine), -lay.width, -_link(lay), lay.label)
-        used = lay.width * len(lay.replicas)
+        used = lay.gpus_used
         if objective == "quality":
             usable = lay.per_seq_tps >= TOO_SLOW_TOKENS_PER_S
             head = (usable, size, rank, paged, used, round(lay.total_tps, 3))
@@ -668,7 +739,9 @@ class Planner:
                 f"{best.per_seq_tps:.1f}, {best.total_tps:.0f} and {best.served} for the choice.")
 
     def _commit(self, lay: Layout) -> None:
-        for host, group in lay.replicas:
+        for host in lay.shard_hosts:
+            self.capacity.take(host, lay.replicas[0][1].gpus, 0.0)
+        for host, group in lay.replicas[: 0 if lay.shard_hosts else None]:
             ram = lay.estimate.host_gib if group is None else 0.0
             self.capacity.take(host, () if group is None else group.gpus, ram)
 
@@ -786,7 +859,11 @@ class Planner:
             "quantization": spec.quantization,
         })
         replicas = [(h, () if g is None else g.gpus) for h, g in lay.replicas]
-        launch.update(placement_kwargs(replicas))
+        if lay.shard_hosts:
+            par = cluster.Parallel(lay.tp, lay.pp, "")
+            launch.update(cluster.launch_kwargs(opt.engine, list(lay.shard_hosts), replicas[0][1], par))
+        else:
+            launch.update(placement_kwargs(replicas))
         launch["context_length"] = context
         launch.update(lay.launch_extra)
         launch.update(defaults.get("launch") or {})
@@ -800,10 +877,13 @@ class Planner:
             "name": uid,
             "model": arch.ref if local is None else f"{mreq.family}:{size}",
             "launch": launch,
-            "placement": [{"host": h.name, "gpus": list(gpus)} for h, gpus in replicas],
+            "placement": ([{"hosts": [h.name for h in lay.shard_hosts], "gpus": list(replicas[0][1])}]
+                          if lay.shard_hosts else [{"host": h.name, "gpus": list(gpus)} for h, gpus in replicas]),
             "estimate": estimate_block(lay),
             "reasons": self._reasons(mreq, lay, context),
         }
+        if lay.shard_hosts:
+            dep["env"] = cluster.cross_host_env()
         if registration is not None:
             dep["registration"] = registration
             dep["arch"] = {k: getattr(arch, k) for k in ("num_layers", "hidden_size", "num_attention_heads",
@@ -835,7 +915,16 @@ class Planner:
             out.append(f"{engine}: the only engine that fits this spec here.")
         out.append(f"Quantisation: {opt.spec.model_format}/{opt.spec.quantization} "
                    f"({rules.precision_label(opt.precision)}, quality rank {rules.precision_rank(opt.precision)} of 7).")
-        if lay.device.kind is not None:
+        if lay.shard_hosts:
+            hosts = ", ".join(h.name for h in lay.shard_hosts)
+            out.append(f"Sharded: no single host holds it, so one replica spans {len(lay.shard_hosts)} hosts "
+                       f"({hosts}) with n_worker {len(lay.shard_hosts)}, each shard on GPUs {list(lay.replicas[0][1].gpus)} "
+                       f"of its host (the same gpu_idx everywhere, n_gpu {lay.width} per worker); worker_ip "
+                       "names the workers, since replica_config cannot be combined with n_worker > 1.")
+            out.append("One replica: Xinference cannot pin the workers of each replica of a sharded launch "
+                       "nor add replicas to it; more capacity is another deployment.")
+            out.append(cluster.env_reason())
+        elif lay.device.kind is not None:
             if engine in ("vllm", "sglang"):
                 out.append(f"TP {lay.width}: a power of two that divides the {opt.arch.num_attention_heads} "
                            f"attention heads and {opt.arch.num_kv_heads} KV heads; {n} replica(s) of TP "
@@ -857,6 +946,14 @@ class Planner:
             hosts = sorted({h.name for h, _ in lay.replicas})
             out.append(f"{n} replica(s) on the CPU of {', '.join(hosts)} with "
                        f"{lay.launch_extra.get('n_threads', 'all')} thread(s) each.")
+        if lay.shard_hosts and "dtype" in lay.launch_extra:
+            out.append(f"dtype float16: {lay.device.label} has compute capability "
+                       f"{rules.cc_text(lay.device.cc)}, below 8.0, so no bf16.")
+        kinds = {gpu_kind(g) for h in self.inventory.hosts for g in h.gpus}
+        if lay.device.kind is not None and len(kinds) > 1 and len({h.name for h in self.inventory.hosts}) > 1:
+            out.append(f"Uniform: every replica runs {opt.spec.model_format}/{opt.spec.quantization} with the "
+                       f"same TP on {lay.device.label} only; the inventory's other GPU kinds are not mixed into "
+                       "this deployment (a different quantisation or TP per host would be a deployment of its own).")
         out.extend(lay.reasons)
         local = self.local_models.get(mreq.model_path) if mreq.model_path else None
         default = (local.context_length if local is not None and local.context_length

@@ -58,6 +58,7 @@ class Request:
     headroom_fraction: float = 0.0
     tool_calling: bool = False
     strategy: str = "spread"
+    interconnect: str = "ethernet"              # between hosts: decides TP x PP of a sharded replica
     enable_virtual_env: bool | None = None      # None: Xinference's default (on)
     notes: tuple[str, ...] = field(default=())
 
@@ -76,6 +77,8 @@ class Request:
             out["headroom_fraction"] = self.headroom_fraction
         out["tool_calling"] = self.tool_calling
         out["strategy"] = self.strategy
+        if self.interconnect != "ethernet":
+            out["interconnect"] = self.interconnect
         if self.enable_virtual_env is not None:
             out["enable_virtual_env"] = self.enable_virtual_env
         return out
@@ -158,6 +161,7 @@ def request_from_intent(doc: Any, name: str = "intent") -> Request:
         headroom_fraction=fraction,
         tool_calling=bool(doc.get("tool_calling", False)),
         strategy=doc.get("strategy", "spread"),
+        interconnect=doc.get("interconnect", "ethernet"),
         enable_virtual_env=doc.get("enable_virtual_env"),
     )
 

@@ -129,7 +129,8 @@ def summary_table(doc: dict) -> str:
         launch = dep["launch"]
         est = dep["estimate"]
         width = len(dep["placement"][0]["gpus"])
-        places = "; ".join(f"{p['host']}:{','.join(map(str, p['gpus'])) or 'cpu'}" for p in dep["placement"])
+        places = "; ".join(f"{'+'.join(p['hosts']) if 'hosts' in p else p['host']}:{','.join(map(str, p['gpus'])) or 'cpu'}"
+                       for p in dep["placement"])
         if len(places) > 48:
             places = places[:45] + "..."
         rows.append((dep["name"], dep["model"], launch["model_engine"],
