@@ -32,6 +32,7 @@ from xinf_planner.errors import (
     ServerUnreachable,
     XinfPlanError,
 )
+from xinf_planner.cluster import launch_args, parse_worker_ips, placement_mismatches, unfilled_env
 from xinf_planner.state import State, save_state
 
 LAUNCH_TIMEOUT_S = 900.0
@@ -171,7 +172,7 @@ def status_report(plan: dict, running: dict[str, dict], instances: dict[str, dic
             if i >= int(launch.get("replica", 1)):
                 problems.append("replica not in the plan")
             worker = rep.get("worker_address")
-            if planned_worker and worker and planned_worker != worker:
+            if planned_worker and worker and worker not in parse_worker_ips(planned_worker):
                 problems.append(f"worker: planned {planned_worker}, running {worker}")
             gpus = rep.get("gpu_idx")
             if planned_gpus and gpus is not None and sorted(gpus) != sorted(planned_gpus):
@@ -306,6 +307,11 @@ def preflight(conn, plan: dict, todo: list[str], gpu_probe: Callable | None = No
     addresses = sorted(w.get("ip_address") for w in workers)
     _check_workers(plan, deps, addresses, result)
     _check_memory(plan, deps, workers, result, gpu_probe)
+    for dep in deps:
+        unfilled = unfilled_env(dep.get("env"))
+        if unfilled:
+            result.problems.append(f"{dep['name']}: fill in {', '.join(unfilled)} in the plan's env (the network "
+                                   "interface that joins the hosts) before apply")
 
     for block, spec in registration_specs(plan):
         existing = conn.registration(block["model_name"])
@@ -340,7 +346,7 @@ def preflight(conn, plan: dict, todo: list[str], gpu_probe: Callable | None = No
 def _check_workers(plan, deps, addresses, result: Preflight) -> None:
     hosts = plan_hosts(plan)
     for dep in deps:
-        for want in planned_workers(plan, dep):
+        for want in [w for ws in planned_workers(plan, dep) for w in parse_worker_ips(ws)]:
             if want and want not in addresses:
                 result.problems.append(f"{dep['name']}: worker {want} is not one of the server's workers "
                                        f"({', '.join(addresses) or 'none'})")
@@ -365,8 +371,9 @@ def gpu_needs(plan: dict, deps: list[dict], workers: list[str]) -> dict[tuple[st
         workers_of = planned_workers(plan, dep)
         for i, place in enumerate(dep.get("placement") or []):
             worker = (workers_of[i] if i < len(workers_of) else None) or only
-            for gpu in place.get("gpus") or []:
-                needs[(worker, gpu)] = needs.get((worker, gpu), 0.0) + total
+            for worker in parse_worker_ips(worker) or [worker]:       # every shard of a sharded replica
+                for gpu in place.get("gpus") or []:
+                    needs[(worker, gpu)] = needs.get((worker, gpu), 0.0) + total
     return needs
 
 
@@ -541,7 +548,7 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
                           f"{launch.get('replica', 1)} replica(s)")
             for attempt in (1, 2):
                 step = f"launch {name}"
-                uid = conn.launch(launch)
+                uid = conn.launch(launch_args(dep))
                 if attempt == 1:
                     result.launched.append(name)
                     state.record_launch(name, uid, launch["model_name"])
@@ -549,6 +556,10 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
                 step = f"wait for {name}"
                 try:
                     _wait_ready(conn, launch["model_name"], uid, reporter, options.launch_timeout_s)
+                    misplaced = placement_mismatches(dep, planned_workers(plan, dep),
+                                                     conn.instance(launch["model_name"], uid))
+                    if misplaced:
+                        raise _Step("not where the plan put it: " + "; ".join(misplaced))
                     break
                 except _Step as exc:
                     cause = transient_cause(str(exc))

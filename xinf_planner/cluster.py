@@ -130,3 +130,33 @@ def parse_worker_ips(value) -> list[str]:
     """``worker_ip`` as Xinference resolves it: a comma-separated string (or a list) of addresses."""
     items = value if isinstance(value, list) else [value]
     return [part.strip() for item in items if item for part in str(item).split(",") if part.strip()]
+
+
+def launch_args(dep: dict) -> dict:
+    """What apply sends: the plan's launch keywords, plus the deployment's filled-in ``env`` as
+    Xinference's ``envs`` (set in the model processes on every worker)."""
+    args = dict(dep["launch"])
+    env = {k: str(v) for k, v in (dep.get("env") or {}).items()}
+    if env:
+        args["envs"] = {**(args.get("envs") or {}), **env}
+    return args
+
+
+def placement_mismatches(dep: dict, planned_workers: list, instance: dict | None) -> list[str]:
+    """Where the running replicas differ from the plan (pure): each replica's worker (one of
+    the sharded replica's workers) and GPU indexes, as ``get_instance_info`` reports them."""
+    reps = (instance or {}).get("replica_statuses") or []
+    placement = dep.get("placement") or []
+    out = []
+    if len(reps) != len(placement):
+        out.append(f"{len(reps)} replica(s) running, {len(placement)} planned")
+    for i, (rep, place) in enumerate(zip(reps, placement)):
+        name = rep.get("replica_model_uid") or f"replica {i}"
+        want = parse_worker_ips(planned_workers[i]) if i < len(planned_workers) else []
+        got = rep.get("worker_address")
+        if want and got not in want:
+            out.append(f"{name} runs on worker {got}, planned on {', '.join(want)}")
+        gpus = rep.get("gpu_idx")
+        if place.get("gpus") and gpus is not None and sorted(gpus) != sorted(place["gpus"]):
+            out.append(f"{name} runs on GPUs {gpus}, planned on {place['gpus']}")
+    return out

@@ -329,7 +329,7 @@ class Planner:
         replicas = self._replica_count(mreq, available, max(1, quota // width), name)
         if replicas is None:
             return None
-        if mreq.model_path:
+        if mreq.model_path and not self.request.model_path_on_every_worker:
             fitting = [g for g in fitting if g][:1]        # local weights: one host
             if mreq.replicas and mreq.replicas > len(fitting[0]):
                 self._reject(name, f"local weights are registered on one host, where only {len(fitting[0])} "
@@ -420,7 +420,7 @@ class Planner:
             return None
         # hosts without usable GPUs first: a CPU replica on a GPU host is the last choice
         hosts.sort(key=lambda h: (bool(self.capacity.free_gpu[h.name]), self._position[h.name]))
-        if mreq.model_path:
+        if mreq.model_path and not self.request.model_path_on_every_worker:
             hosts = hosts[:1]                               # local weights: one host
         cpu_only = [h for h in hosts if not h.gpus]
         # CPU replicas on several hosts are pinned by replica_config, which cannot keep a host
@@ -844,6 +844,8 @@ class Planner:
 
             host0 = lay.replicas[0][0]
             worker = host0.worker_address if len(self.inventory.hosts) > 1 else None
+            if self.request.model_path_on_every_worker:
+                worker = None       # registered at the supervisor; every worker reads the same path
             registration = registration_for(local, model_name=uid, model_family=mreq.family,
                                             context_length=None, worker_ip=worker)
             launch["model_name"] = registration["model_name"]

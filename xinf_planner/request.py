@@ -59,6 +59,7 @@ class Request:
     tool_calling: bool = False
     strategy: str = "spread"
     interconnect: str = "ethernet"              # between hosts: decides TP x PP of a sharded replica
+    model_path_on_every_worker: bool = False    # local weights may spread over hosts
     enable_virtual_env: bool | None = None      # None: Xinference's default (on)
     notes: tuple[str, ...] = field(default=())
 
@@ -79,6 +80,8 @@ class Request:
         out["strategy"] = self.strategy
         if self.interconnect != "ethernet":
             out["interconnect"] = self.interconnect
+        if self.model_path_on_every_worker:
+            out["model_path_on_every_worker"] = True
         if self.enable_virtual_env is not None:
             out["enable_virtual_env"] = self.enable_virtual_env
         return out
@@ -162,6 +165,7 @@ def request_from_intent(doc: Any, name: str = "intent") -> Request:
         tool_calling=bool(doc.get("tool_calling", False)),
         strategy=doc.get("strategy", "spread"),
         interconnect=doc.get("interconnect", "ethernet"),
+        model_path_on_every_worker=bool(doc.get("model_path_on_every_worker", False)),
         enable_virtual_env=doc.get("enable_virtual_env"),
     )
 
