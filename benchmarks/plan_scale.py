@@ -1,4 +1,5 @@
-"""Planning time against cluster size: 8, 64, 512 and 1024 GPUs (8 per host), three models.
+"""Planning time against cluster size: 8, 64, 512 and 1024 GPUs (8 per host), three models;
+then the multi-host sharding search (R1 671B FP8, too large for one host) on 16 to 1024 GPUs.
 
 Prints the wall time of one `make_plan` call: the first (the process's package-data caches
 cold) and the best of 3 (each call has a fresh planner with an empty estimate memo), and the
@@ -33,6 +34,11 @@ INTENT = {
     "objective": "balanced",
 }
 
+# One model too large for any single host: DeepSeek-R1 671B at its native FP8 (the pytorch spec)
+# on vLLM, sharded over hosts (n_worker); exercises the multi-host search.
+SHARDED_INTENT = {"model": "deepseek-r1:671", "formats": ["pytorch"], "engines": ["vllm"],
+                  "context_length": 16384, "concurrency": 8, "objective": "quality"}
+
 
 def cluster(hosts: int) -> Inventory:
     base = load_inventory(ROOT / "examples" / "hosts" / "8xh100-sxm.yaml").to_dict()["hosts"][0]
@@ -45,10 +51,11 @@ def cluster(hosts: int) -> Inventory:
     return Inventory.from_dict({"version": 1, "hosts": out})
 
 
-def main() -> None:
-    request = request_from_intent(INTENT)
+def table(title: str, intent: dict, sizes: tuple[int, ...]) -> None:
+    request = request_from_intent(intent)
+    print(title)
     print(f"{'GPUs':>6} {'hosts':>6} {'first s':>8} {'best of 3 s':>12} {'replicas':>9} {'plan KiB':>9}")
-    for hosts in (1, 8, 64, 128):
+    for hosts in sizes:
         inv = cluster(hosts)
         times = []
         for _ in range(3):
@@ -58,6 +65,13 @@ def main() -> None:
         replicas = sum(d["launch"]["replica"] for d in doc["deployments"])
         size = len(dump_document(doc).encode()) / 1024
         print(f"{hosts * 8:>6} {hosts:>6} {times[0]:>8.3f} {min(times):>12.3f} {replicas:>9} {size:>9.0f}")
+
+
+def main() -> None:
+    table("three models (32B, Llama size chosen, 7B), balanced:", INTENT, (1, 8, 64, 128))
+    print()
+    table("DeepSeek-R1 671B FP8 on vLLM, one replica sharded over hosts (n_worker):", SHARDED_INTENT,
+          (2, 8, 64, 128))
 
 
 if __name__ == "__main__":
