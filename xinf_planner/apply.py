@@ -474,6 +474,8 @@ class ApplyOptions:
     keep_on_failure: bool = False
     launch_timeout_s: float = LAUNCH_TIMEOUT_S
     smoke_max_tokens: int = 8
+    max_unavailable: int = 1        # rollouts: replicas down at once (rolling.py)
+    allow_downtime: bool = False    # rollouts: may a change leave no replica answering
 
 
 @dataclass
@@ -483,6 +485,7 @@ class ApplyResult:
     registered: list[str] = field(default_factory=list)
     smoke: dict = field(default_factory=dict)  # deployment -> SmokeResult
     notes: list[str] = field(default_factory=list)
+    rolled: list[str] = field(default_factory=list)  # "scale NAME", "replace NAME", "remove NAME"
 
 
 class _Step(Exception):
@@ -511,6 +514,9 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
     endpoint = mask_url(conn.url)
     running = conn.running()
     d = diff(plan, running)
+    from xinf_planner.rolling import prepare_for_apply, run_for_apply
+
+    rollout, facts = prepare_for_apply(conn, plan, state, running, d, options)
     if d.differing:
         lines = [f"{name}: " + "; ".join(diffs) for name, diffs in d.differing]
         raise XinfPlanError("running deployments differ from the plan (replacing them is a rollout, "
@@ -524,8 +530,8 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
         raise ApplyFailed(f"preflight found {len(pre.problems)} problem(s); nothing was changed: "
                           + " | ".join(pre.problems))
     result = ApplyResult(diff=d, notes=pre.notes)
-    reporter.line(f"plan: {d.summary()}")
-    if not d.to_launch and not pre.to_register:
+    reporter.line(f"plan: {d.summary()}" + "".join(f", {c.kind} {c.name}" for c in rollout.rolled()))
+    if not d.to_launch and not pre.to_register and not rollout.rolled():
         state.record_applied(plan, plan_path, endpoint)
         save_state(state_path, state)
         return result
@@ -591,6 +597,7 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
             text += f"; COULD NOT roll back: {', '.join(left)} (recorded in the state file; run destroy later)"
         raise ApplyFailed(text) from None
 
+    result.rolled = run_for_apply(conn, plan, rollout, facts, state, state_path, reporter, options)
     state.record_applied(plan, plan_path, endpoint)
     save_state(state_path, state)
     return result

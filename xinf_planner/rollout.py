@@ -129,12 +129,16 @@ def classify(new_dep: dict, old_dep: dict | None, running: dict | None, running_
     want = int(launch.get("replica", 1))
     if running is None:
         return Change(new_dep["name"], ADD, uid, None, [], 0, want)
-    old_launch = (old_dep or {}).get("launch") or {"model_uid": uid, **{k: running.get(k) for k in SERVER_FIELDS}}
-    old_uid = old_launch.get("model_uid", uid)
     have = int(running_replicas if running_replicas is not None else running.get("replica") or 1)
-    fields = config_changes(old_launch, launch, running)
     if old_dep is not None:
+        old_launch = old_dep["launch"]
+        fields = config_changes(old_launch, launch, running)
         fields += placement_changes(old_dep.get("placement") or [], new_dep.get("placement") or [])
+    else:  # not applied by xinf-plan: only what the server shows can be compared
+        old_launch = {"model_uid": uid}
+        known = {k: launch.get(k) for k in SERVER_FIELDS if running.get(k) is not None}
+        fields = config_changes(dict(known, model_uid=uid), dict(known, model_uid=uid), running)
+    old_uid = old_launch.get("model_uid", uid)
     change = Change(new_dep["name"], UNCHANGED, uid, old_uid, fields, have, want)
     if fields:
         change.kind = REPLACE
@@ -318,3 +322,70 @@ def _downtime_text(rep: Replica, nxt: Replica | None, coexist: bool, used: dict,
 def steps_dict(steps: list[Step]) -> list[dict]:
     return [{"action": s.action, "replica": s.replica.label(), "where": s.replica.where(),
              "reason": s.reason, "serving": s.serving} for s in steps]
+
+
+# --- a whole plan -------------------------------------------------------------------------------
+def running_uid(new_dep: dict, old_dep: dict | None, running: dict) -> str | None:
+    """The uid that runs for a deployment now: the last applied one, else the planned one."""
+    for dep in (old_dep, new_dep):
+        if dep and dep["launch"]["model_uid"] in running:
+            return dep["launch"]["model_uid"]
+    return None
+
+
+def diff_plans(plan: dict, old_plan: dict | None, running: dict[str, dict],
+               replica_ids: dict[str, list[int]], owned: set[str]) -> list[Change]:
+    """Every deployment of ``plan`` classified against what runs, then the removals:
+    deployments of the last applied plan (``old_plan``) that ``plan`` drops, that still run
+    and that xinf-plan launched (``owned`` uids). Deployments match by name."""
+    old_deps = {d["name"]: d for d in (old_plan or {}).get("deployments") or []}
+    out = []
+    for dep in plan.get("deployments") or []:
+        old_dep = old_deps.get(dep["name"])
+        uid = running_uid(dep, old_dep, running)
+        if old_dep is not None and uid != old_dep["launch"]["model_uid"]:
+            old_dep = None  # what was applied no longer runs: compare with the server only
+        ids = replica_ids.get(uid) if uid else None
+        out.append(classify(dep, old_dep, running.get(uid) if uid else None, len(ids) if ids else None))
+    names = {d["name"] for d in plan.get("deployments") or []}
+    for name, old_dep in old_deps.items():
+        uid = old_dep["launch"]["model_uid"]
+        if name not in names and uid in running and uid in owned:
+            change = removal(old_dep, running[uid])
+            change.old_replicas = len(replica_ids.get(uid) or []) or change.old_replicas
+            out.append(change)
+    return out
+
+
+def rollout_steps(change: Change, new_dep: dict, old_dep: dict | None, ids: list[int], capacity: dict,
+                  base: dict, max_unavailable: int = 1, allow_downtime: bool = False) -> list[Step]:
+    """The steps of one scale or replace (pure). ``ids``: the running replica ids, ascending.
+    Replicas without a recorded placement are taken to sit where the new plan puts them."""
+    ids = sorted(ids)
+    old_all = replicas_of(old_dep or new_dep, change.old_uid, ids)
+    while len(old_all) < len(ids):  # more replicas run than any plan placed
+        extra = old_all[-1] if old_all else None
+        old_all.append(Replica(change.old_uid, ids[len(old_all)], extra.devices if extra else (), extra.gib if extra else 0.0))
+    if change.kind == SCALE:
+        keep = old_all[:change.new_replicas]
+        if change.new_replicas < len(old_all):
+            return plan_steps(old_all[change.new_replicas:], [], capacity, _plus(base, usage_of(keep)),
+                              max_unavailable, allow_downtime)
+        start = (max(ids) + 1) if ids else 0
+        placed = replicas_of(new_dep, change.model_uid)
+        new = [Replica(r.uid, start + k, r.devices, r.gib, r.place) for k, r in enumerate(placed[len(ids):])]
+        return plan_steps([], new, capacity, _plus(base, usage_of(old_all)), max_unavailable, allow_downtime)
+    same_uid = change.model_uid == change.old_uid
+    start = (max(ids) + 1) if same_uid and ids else 0
+    new = [Replica(r.uid, start + k, r.devices, r.gib, r.place)
+           for k, r in enumerate(replicas_of(new_dep, change.model_uid))]
+    config_changed = any(not f.startswith("placement[") for f in change.fields)
+    return plan_steps(old_all, new, capacity, base, max_unavailable, allow_downtime,
+                      coexist=not (same_uid and config_changed))
+
+
+def _plus(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0.0) + v
+    return out

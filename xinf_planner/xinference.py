@@ -315,6 +315,27 @@ class Connection:
     def terminate(self, model_uid: str) -> None:
         self._call(f"terminate {model_uid}", lambda: self.client.terminate_model(model_uid))
 
+    def add_replica(self, model_uid: str, replica_config: dict | None, timeout: float = 900.0) -> dict:
+        """``add_model_replica``: one more replica of a running model, pinned by
+        ``replica_config`` (``{"devices": [{"worker_ip": "ip:port", "gpu_idx"|"n_gpu": ...}]}``).
+        The server answers when the replica is loaded (or failed), so the read timeout is
+        the launch timeout. Returns ``{replica_id, replica_model_uid, worker_address}``."""
+        def add():
+            session = self.client.session
+            old = session.read_timeout
+            session.read_timeout = timeout
+            try:
+                return self.client.add_model_replica(model_uid, replica_config=replica_config)
+            finally:
+                session.read_timeout = old
+        return self._call(f"add a replica to {model_uid}", add)
+
+    def terminate_replica(self, model_uid: str, replica_id: int) -> int:
+        """``terminate_model_replica``: stop one replica; returns how many remain (at 0 the
+        server drops the model)."""
+        return self._call(f"terminate replica {replica_id} of {model_uid}",
+                          lambda: self.client.terminate_model_replica(model_uid, replica_id))
+
     def cancel_launch(self, model_uid: str) -> None:
         self._call(f"cancel the launch of {model_uid}",
                    lambda: self.client.cancel_launch_model(model_uid))

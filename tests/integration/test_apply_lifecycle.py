@@ -84,14 +84,15 @@ def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, t
     assert code == 0, out + err
     assert f"{UID}-rep1" in out and "in sync with the plan" in out
 
-    # a plan that differs from what runs stops apply, saying what differs, and changes nothing
+    # a plan that differs from what runs: diff says what apply would change, and changes nothing
+    # (apply itself rolls the change: tests/integration/test_rollout.py)
     changed = yaml.safe_load(plan_path.read_text())
     changed["deployments"][0]["launch"]["replica"] = 3
     changed_path = tmp_path / "changed.yaml"
     changed_path.write_text(yaml.safe_dump(changed))
-    code, out, err = run_cli("apply", changed_path, *auth, "--state", tmp_path / ".xinf-plan" / "state.json")
-    assert code == 4, out + err
-    assert "replica: planned 3, running 2" in err
+    code, out, err = run_cli("diff", changed_path, *auth, "--state", tmp_path / ".xinf-plan" / "state.json")
+    assert code == 2, out + err
+    assert "scale" in out and "replica: 2 -> 3" in out
     assert server.running_models()[UID]["replica"] == 2
 
     # destroy asks first; "no" changes nothing

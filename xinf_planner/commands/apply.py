@@ -13,6 +13,7 @@ Examples:
   xinf-plan apply plan.yaml --dry-run
   XINFERENCE_PASSWORD=... xinf-plan apply plan.yaml -e http://10.0.0.5:9997 --username admin
   xinf-plan apply plan.yaml --api-key "$TOKEN" --no-smoke-test
+  xinf-plan apply plan-v2.yaml --username admin --max-unavailable 2
 """
 
 
@@ -28,6 +29,16 @@ def server_options(fn):
     fn = click.option("--endpoint", "-e", envvar="XINFERENCE_ENDPOINT", default=None,
                       help="Xinference endpoint [env: XINFERENCE_ENDPOINT; default "
                            "http://127.0.0.1:9997].")(fn)
+    return fn
+
+
+def rollout_options(fn):
+    """--max-unavailable, --allow-downtime: how apply and rollback roll changes (rolling.py)."""
+    fn = click.option("--allow-downtime", is_flag=True,
+                      help="Let a change stop every replica of a deployment when old and new cannot "
+                           "run side by side.")(fn)
+    fn = click.option("--max-unavailable", type=click.IntRange(min=1), default=1, show_default=True,
+                      help="Replicas a rolling change may take down at once.")(fn)
     return fn
 
 
@@ -75,12 +86,15 @@ def gpu_probe():
 @click.option("--keep-on-failure", is_flag=True, help="On failure, leave what was started (no rollback).")
 @click.option("--launch-timeout", type=float, default=900.0, show_default=True,
               help="Seconds to wait for a deployment's replicas to be READY.")
+@rollout_options
 def command(plan, endpoint, api_key, username, state_file, dry_run, no_smoke_test, keep_on_failure,
-            launch_timeout):
+            launch_timeout, max_unavailable, allow_downtime):
     """Register, launch, wait for and smoke-test every deployment of PLAN.
 
-    Idempotent: what already runs as planned is left alone. On failure, what this
-    apply started is rolled back (exit 7). Exit 5: server unreachable or too old;
+    Idempotent: what already runs as planned is left alone. A deployment that runs
+    differently is changed one replica at a time (scale, or a rolling replace that never
+    overfills a GPU; see `xinf-plan diff`). On failure, what this apply started is rolled
+    back (exit 7). Exit 5: server unreachable or too old;
     6: authentication refused; 8: another apply holds the state lock.
     """
     from xinf_planner.apply import ApplyOptions, Reporter, apply_plan, dry_run_calls
@@ -89,7 +103,8 @@ def command(plan, endpoint, api_key, username, state_file, dry_run, no_smoke_tes
 
     doc = load_plan(plan)
     options = ApplyOptions(smoke_test=not no_smoke_test, keep_on_failure=keep_on_failure,
-                           launch_timeout_s=launch_timeout)
+                           launch_timeout_s=launch_timeout, max_unavailable=max_unavailable,
+                           allow_downtime=allow_downtime)
     url = resolve_endpoint(endpoint, os.environ)
     if dry_run:
         creds = credentials(api_key, username, prompt=False)
@@ -104,5 +119,6 @@ def command(plan, endpoint, api_key, username, state_file, dry_run, no_smoke_tes
         conn = open_connection(endpoint, api_key, username)
         result = apply_plan(conn, doc, state, spath, str(Path(plan).resolve()), reporter, options, gpu_probe)
     d = result.diff
+    rolled = "".join(f", {r}" for r in result.rolled)
     click.echo(f"applied: {len(result.launched)} launched, {len(d.unchanged)} unchanged, "
-               f"{len(result.registered)} registered; state {spath}")
+               f"{len(result.registered)} registered{rolled}; state {spath}")
