@@ -951,6 +951,10 @@ class Planner:
         if lay.shard_hosts and "dtype" in lay.launch_extra:
             out.append(f"dtype float16: {lay.device.label} has compute capability "
                        f"{rules.cc_text(lay.device.cc)}, below 8.0, so no bf16.")
+        if mreq.model_path and self.request.model_path_on_every_worker and len({h.name for h, _ in lay.replicas}) > 1:
+            out.append("Local weights on every worker: the model is registered at the supervisor, which "
+                       "(Xinference 4.1.0, register_model) checks the path on itself and then on every worker; "
+                       "a worker without it fails the registration, before anything is launched.")
         kinds = {gpu_kind(g) for h in self.inventory.hosts for g in h.gpus}
         if lay.device.kind is not None and len(kinds) > 1 and len({h.name for h in self.inventory.hosts}) > 1:
             out.append(f"Uniform: every replica runs {opt.spec.model_format}/{opt.spec.quantization} with the "

@@ -71,6 +71,7 @@ def test_plan_spread_over_workers_apply_status_destroy(run_cli, cluster, tiny_mo
     dep = plan["deployments"][0]
     planned = [c["devices"][0]["worker_ip"] for c in dep["launch"]["replica_config"]]
     assert sorted(planned) == sorted(cluster.worker_ips)          # spread: one replica per worker
+    assert "worker_ip" not in dep["registration"]                 # at the supervisor: every worker checks the path
     code, out, err = run_cli("validate", plan_path)
     assert code == 0, out + err
     code, out, err = run_cli("apply", plan_path, *_auth(cluster))
@@ -85,6 +86,21 @@ def test_plan_spread_over_workers_apply_status_destroy(run_cli, cluster, tiny_mo
         code, out, err = run_cli("destroy", plan_path, *_auth(cluster), "--yes")
     assert code == 0, out + err
     assert cluster.running_models() == {}
+
+
+def test_weights_missing_on_the_workers_fail_before_any_launch(run_cli, cluster, tiny_model_dir, tmp_path):
+    import shutil
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_model_dir, weights)
+    plan_path, plan = _plan(run_cli, cluster, weights, tmp_path)
+    shutil.rmtree(weights)                               # gone from every worker (one filesystem here)
+    code, out, err = run_cli("apply", plan_path, *_auth(cluster))
+    assert code == 7, out + err
+    assert "register" in err                              # the step that failed
+    assert not any(line.startswith("launch ") for line in out.splitlines())
+    assert cluster.running_models() == {}
+    assert not cluster.registered(plan["deployments"][0]["registration"]["model_name"])
 
 
 def test_worker_stopped_during_apply_leaves_nothing_behind(run_cli, cluster, tiny_model_dir, tmp_path):
