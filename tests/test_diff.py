@@ -131,3 +131,12 @@ def test_prepare_scales_down_from_the_highest_running_replica_id():
     facts = Facts({"tiny-a": running}, {"tiny-a": [0, 2, 5]}, ["w:1"], old, {"tiny-a"})
     steps = prepare(plan(dep(replicas=1, gpus=[[0]])), facts).steps["chat"]
     assert [(s.action, s.replica.label()) for s in steps] == [("terminate", "tiny-a-rep5"), ("terminate", "tiny-a-rep2")]
+
+
+def test_a_scale_counts_the_replicas_it_keeps_as_answering():
+    old = plan(dep(gpus=[[0], [1]]))
+    steps = prepare(plan(dep(replicas=3, gpus=[[0], [1], [0]])), _facts(old, [0, 1])).steps["chat"]
+    assert [(s.action, s.replica.label(), s.serving, s.reason) for s in steps] == [
+        ("launch", "tiny-a-rep2", 3, "fits beside what runs")]
+    steps = prepare(plan(dep(replicas=1, gpus=[[0]])), _facts(old, [0, 1])).steps["chat"]
+    assert [(s.action, s.replica.label(), s.serving) for s in steps] == [("terminate", "tiny-a-rep1", 1)]

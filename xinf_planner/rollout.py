@@ -246,12 +246,13 @@ class Step:
 
 def plan_steps(old: list[Replica], new: list[Replica], capacity: dict, base: dict | None = None,
                max_unavailable: int = 1, allow_downtime: bool = False,
-               coexist: bool = True) -> list[Step]:
+               coexist: bool = True, kept: int = 0) -> list[Step]:
     """Launch/terminate steps from the ``old`` replicas to the ``new`` ones (pure).
 
     ``base``: GiB already held on each device by what the change leaves alone.
     ``coexist``: False when old and new cannot run side by side at all (the same model uid
     with another configuration): every old replica goes before the first new one.
+    ``kept``: replicas of the deployment that the change leaves running (a scale).
     Raises NeedsDowntime when no replica would answer at some step and
     ``allow_downtime`` is off, or when more than ``max_unavailable`` would be down."""
     used = dict(base or {})
@@ -269,7 +270,7 @@ def plan_steps(old: list[Replica], new: list[Replica], capacity: dict, base: dic
         live.remove(rep)
         for dev in rep.devices:
             used[dev] = used.get(dev, 0.0) - rep.gib
-        serving = len(live) + started
+        serving = len(live) + started + kept
         if pending:
             down += 1
         if serving == 0 and stated and not allow_downtime:
@@ -284,6 +285,7 @@ def plan_steps(old: list[Replica], new: list[Replica], capacity: dict, base: dic
             terminate(rep, "the same model uid cannot hold two configurations")
     while pending:
         nxt = pending[0]
+        freed = False
         while overfull(used, capacity, nxt):
             victims = [r for r in live if set(r.devices) & set(nxt.devices)]
             if not victims:
@@ -292,13 +294,14 @@ def plan_steps(old: list[Replica], new: list[Replica], capacity: dict, base: dic
             victim = max(victims, key=lambda r: r.index)
             terminate(victim, f"frees {victim.where()} for {nxt.label()}: "
                       + "; ".join(overfull(used, capacity, nxt)) + " beside it")
+            freed = True
         pending.pop(0)
         for dev in nxt.devices:
             used[dev] = used.get(dev, 0.0) + nxt.gib
         started += 1
         down = max(0, down - 1)
-        steps.append(Step(LAUNCH, nxt, "fits beside what runs" if len(live) else "on freed devices",
-                          len(live) + started))
+        steps.append(Step(LAUNCH, nxt, "on the devices freed for it" if freed else "fits beside what runs",
+                          len(live) + started + kept))
         if live and len(live) > len(pending):
             overlap = [r for r in live if pending and set(r.devices) & set(pending[0].devices)]
             victim = max(overlap or live, key=lambda r: r.index)
@@ -370,11 +373,12 @@ def rollout_steps(change: Change, new_dep: dict, old_dep: dict | None, ids: list
         keep = old_all[:change.new_replicas]
         if change.new_replicas < len(old_all):
             return plan_steps(old_all[change.new_replicas:], [], capacity, _plus(base, usage_of(keep)),
-                              max_unavailable, allow_downtime)
+                              max_unavailable, allow_downtime, kept=len(keep))
         start = (max(ids) + 1) if ids else 0
         placed = replicas_of(new_dep, change.model_uid)
         new = [Replica(r.uid, start + k, r.devices, r.gib, r.place) for k, r in enumerate(placed[len(ids):])]
-        return plan_steps([], new, capacity, _plus(base, usage_of(old_all)), max_unavailable, allow_downtime)
+        return plan_steps([], new, capacity, _plus(base, usage_of(old_all)), max_unavailable, allow_downtime,
+                          kept=len(old_all))
     same_uid = change.model_uid == change.old_uid
     start = (max(ids) + 1) if same_uid and ids else 0
     new = [Replica(r.uid, start + k, r.devices, r.gib, r.place)
