@@ -48,8 +48,10 @@ def test_measurement_rows_are_documented():
         assert r["measured"] > 0 and len(r["source"]) > 20, r["id"]
         assert r["model_as"] in ("llama.cpp", "vllm", "sglang", "mlx"), r["id"]
         assert r.get("gpu") or r.get("device") or r.get("cpu_bandwidth_gbps"), r["id"]
-        if r.get("older_build"):
-            assert r["older_build"] in {x["id"] for x in rows}
+        if r.get("older_build"):   # a later build ran the same model and quantisation faster
+            later = next(x for x in rows if x["id"] == r["older_build"])
+            assert (later["model"], later["quantization"]) == (r["model"], r["quantization"])
+            assert later["measured"] > r["measured"]
     held = [r for r in rows if r["held_out"]]
     assert len(rows) // 3 == len(held)
     # the held-out set spans the engines and memory kinds, not one corner
