@@ -347,6 +347,11 @@ class Planner:
         that serves the most; None when none fits."""
         engine = opt.engine
         name = f"{opt.label} over several hosts × {device.label}"
+        if mreq.replicas is not None and mreq.replicas > 1:
+            self._reject(name, f"a replica sharded over several hosts is launched once (Xinference cannot "
+                               f"pin or add replicas of an n_worker launch); {mreq.replicas} replicas "
+                               f"were asked for.")
+            return None
         if rules.cc_reason(engine, opt.spec.model_format, opt.precision, device.cc, device.label):
             return None                             # refused (with its reason) on one host already
         eligible = [(h, idx) for h, idx in hosts
