@@ -79,6 +79,10 @@ def _cli_kwargs(args: list[str]) -> dict:
         out["worker_ip"] = p["worker_ip"]
     if p["enable_virtual_env"] is not None:
         out["enable_virtual_env"] = p["enable_virtual_env"]
+    if p.get("n_worker", 1) != 1:
+        out["n_worker"] = p["n_worker"]
+    if p.get("env"):
+        out["envs"] = dict(p["env"])
     out.update(extra)
     return out
 
@@ -170,3 +174,21 @@ def test_render_is_deterministic():
     a = [render(d, f) for d in plans() for f in ("shell", "python", "json")]
     b = [render(d, f) for d in plans() for f in ("shell", "python", "json")]
     assert a == b
+
+
+def test_sharded_cluster_plan_renders_workers_and_env():
+    """The multi-host R1 example: n_worker, the worker list and the NCCL/Gloo env reach the CLI."""
+    from xinf_planner.cluster import launch_args
+    from xinf_planner.docio import load_document
+
+    doc = load_document(EXAMPLES / "cluster" / "plan-r1-fp8.yaml")
+    (dep,) = doc["deployments"]
+    assert dep["env"], "the example carries the cross-host env"
+    (args,) = _launch_commands(render(doc, "shell"))
+    parsed = _cli_kwargs(args)
+    assert parsed == launch_args(dep)
+    assert parsed["envs"] == dep["env"] and parsed["n_worker"] == len(dep["placement"][0]["hosts"])
+    from xinf_planner.render import rest_requests
+
+    (launch,) = [r["body"] for r in rest_requests(doc) if r["path"] == "/v1/models"]
+    assert launch["envs"] == dep["env"]

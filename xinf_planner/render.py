@@ -13,6 +13,7 @@ import json
 import shlex
 from typing import Any
 
+from xinf_planner.cluster import launch_args
 from xinf_planner.templates import fill
 
 # launch_model keyword -> `xinference launch` option
@@ -98,7 +99,7 @@ def render_shell(doc: dict, templates: str | None = None) -> str:
                 "registration_json": json.dumps(_registration_doc(dep), indent=2),
                 "worker_flag": f" --worker-ip {shlex.quote(worker)}" if worker else "",
             }, templates))
-        args = launch_cli_args(dep["launch"])
+        args = launch_cli_args(launch_args(dep))
         pairs = _pair_flags(args)
         flags = " \\\n".join("  " + " ".join(shlex.quote(a) for a in pair) for pair in pairs)
         out.append(fill("render/shell_launch.sh.tmpl", {
@@ -135,7 +136,7 @@ def render_python(doc: dict, templates: str | None = None) -> str:
         "fingerprint": doc["inventory"]["fingerprint"],
         "count": len(doc["deployments"]),
         "registrations": _json_literal(_registrations(doc)),
-        "launches": _json_literal([dep["launch"] for dep in doc["deployments"]]),
+        "launches": _json_literal([launch_args(dep) for dep in doc["deployments"]]),
     }, templates)
 
 
@@ -152,7 +153,7 @@ def rest_requests(doc: dict) -> list[dict]:
                          "body": {"model": json.dumps(reg["model"]), "worker_ip": reg.get("worker_ip"),
                                   "persist": True}})
     for dep in doc["deployments"]:
-        body = dict(dep["launch"])
+        body = launch_args(dep)
         body.setdefault("model_type", "LLM")
         requests.append({"method": "POST", "path": "/v1/models", "body": body})
     return requests
