@@ -156,3 +156,16 @@ def test_balanced_prefers_continuous_batching_on_nvidia_servers():
     assert dep["launch"]["model_engine"].lower() in ("vllm", "sglang")
     assert dep["launch"]["model_format"] != "ggufv2"
     assert dep["estimate"]["served_sequences"] > 1
+
+
+def test_family_plan_says_why_no_larger_size():
+    """`plan --model FAMILY` answers "which is the largest this machine can serve": the reasons name
+    every larger size, whether it fits, and flag the ones too slow to use."""
+    dep = deployment("cpu-only-16c-64g.yaml", "deepseek-r1-distill-qwen")
+    size = float(dep["model"].split(":")[1].replace("_", "."))
+    (line,) = [r for r in dep["reasons"] if r.startswith("Larger sizes:") or r.startswith("Largest:")]
+    for b in (7, 14, 32):
+        if b > size:
+            assert f"{b}B" in line
+    dep = deployment("8xh100-sxm.yaml", "deepseek-r1-distill-qwen")
+    assert any(r.startswith("Largest: 32B") for r in dep["reasons"])

@@ -705,6 +705,8 @@ class Planner:
             raise NothingFits(self._explain(mreq, archs, layouts, context))
         ranked = sorted(meeting, key=lambda lay: self._score(lay, mreq), reverse=True)
         best = ranked[0]
+        if mreq.size is None and local is None:
+            best.reasons.append(self._larger_sizes(best, ranked, archs))
         for lay in ranked[1:1 + REJECTED_ALTERNATIVES]:
             self._reject(lay.label, self._why_not(best, lay))
         for lay in layouts:
@@ -713,6 +715,31 @@ class Planner:
                              f"{mreq.concurrency} were asked for.")
         self._commit(best)
         return best, context
+
+    def _larger_sizes(self, best: Layout, ranked: list[Layout], archs) -> str:
+        """Why no larger size of the family was chosen: each one's best layout, or 'does not fit'."""
+        size = best.option.arch.size_b
+        larger = sorted({a.size_b for a in archs if a.size_b > size})
+        if not larger:
+            return f"Largest: {size:g}B is the largest size of {best.option.arch.family} that Xinference offers."
+        parts = []
+        slow = []
+        for b in larger:
+            top = next((lay for lay in ranked if lay.option.arch.size_b == b), None)
+            if top is None:
+                parts.append(f"{b:g}B does not serve this workload here")
+                continue
+            parts.append(f"{b:g}B fits ({top.option.spec.model_format}/{top.option.spec.quantization} on "
+                         f"{top.option.engine}) at {top.per_seq_tps:.1f} tokens/s per sequence and "
+                         f"{top.served} sequence(s) at once, and scores lower")
+            if top.per_seq_tps < TOO_SLOW_TOKENS_PER_S:
+                slow.append(f"{b:g}B")
+        out = "Larger sizes: " + "; ".join(parts) + "."
+        if slow:
+            out += (f" {', '.join(slow)} would decode under {TOO_SLOW_TOKENS_PER_S:g} tokens/s per sequence "
+                    "here, too slow to use: R1 models think for hundreds to thousands of tokens before "
+                    "they answer.")
+        return out
 
     def _score(self, lay: Layout, mreq: ModelRequest) -> tuple:
         opt = lay.option
