@@ -174,3 +174,11 @@ def test_local_weights_on_cpu_llama_cpp_two_replicas(run_cli, tmp_path):
     assert dep["registration"]["model_uri"] == folder.resolve().as_uri()
     assert dep["arch"]["num_layers"] == 2                      # the estimate used the files' arch
     assert plan_errors(copy.deepcopy(doc)) == []
+
+
+def test_cli_intent_that_is_not_a_mapping_is_invalid_input(run_cli, tmp_path):
+    intent = tmp_path / "intent.yaml"
+    intent.write_text("- deepseek-r1-distill-qwen:7\n")
+    code, out, err = run_cli("plan", "--hardware", HOSTS / "1xt4.yaml", "--intent", intent)
+    assert code == 1 and out == ""
+    assert err.startswith("error: ") and "$" in err and err.count("\n") == 1

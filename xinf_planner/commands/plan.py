@@ -65,12 +65,13 @@ def command(hardware, intent, model, context_length, concurrency, objective, eng
       xinf-plan plan --intent intent.yaml --hardware cluster.yaml -o plan.yaml
     """
     from xinf_planner.docio import load_document
+    from xinf_planner.errors import InvalidInput
     from xinf_planner.planner import make_plan
     from xinf_planner.request import merge_flags, request_from_intent
 
     intent_doc = load_document(intent, "intent") if intent else None
     if intent_doc is not None and not isinstance(intent_doc, dict):
-        raise click.UsageError("the intent file must hold a mapping")
+        raise InvalidInput(f"{intent}: $: an intent is a mapping at the top level")
     if intent_doc is None and not model:
         raise click.UsageError("give --model (or --intent FILE)")
     flags = {"model": model, "context_length": context_length, "concurrency": concurrency,
