@@ -320,7 +320,7 @@ def _restore(conn, done: list[Done], old_launch: dict, change: Change, state, st
                 conn.launch(first_launch(old_launch, d.pin))
                 _wait_ready(conn, old_launch["model_name"], d.uid, reporter, options.launch_timeout_s)
                 restored.append(f"relaunched {label} as {d.uid}-rep0")
-        except (XinfPlanError, KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - keep undoing the rest
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - keep undoing the rest
             left.append(f"{label} ({exc})")
     if not any(d.step.action == LAUNCH and d.uid in conn.running() for d in done):
         state.deployments.pop(_rolling_key(change), None)
