@@ -156,3 +156,20 @@ def test_capacities_and_replicas_come_from_the_plan_document():
     (r,) = replicas_of(dep, indices=[4])
     assert r.devices == (("gpu1", 0), ("gpu1", 1)) and r.gib == 71.7 and r.index == 4
     assert r.label() == "m-rep4" and r.where() == "gpu1:0,1"
+
+
+def test_a_sharded_deployment_has_no_rolling_path_even_with_downtime():
+    """Xinference 4.1 cannot add, terminate or replace replicas of an n_worker launch."""
+    from xinf_planner.docio import load_document
+    from xinf_planner.rollout import Change, rollout_steps
+    from tests.conftest import EXAMPLES
+
+    plan = load_document(EXAMPLES / "cluster" / "plan-r1-fp8.yaml")
+    (dep,) = plan["deployments"]
+    assert dep["launch"]["n_worker"] > 1
+    new = {**dep, "launch": {**dep["launch"], "context_length": 2 * dep["launch"]["context_length"]}}
+    change = Change(dep["name"], "replace", dep["launch"]["model_uid"], dep["launch"]["model_uid"],
+                    ["context_length"], 1, 1)
+    for downtime in (False, True):
+        with pytest.raises(NeedsDowntime, match="sharded over 2 workers.*destroy"):
+            rollout_steps(change, new, dep, [0], capacities(plan), {}, allow_downtime=downtime)

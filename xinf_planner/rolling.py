@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from xinf_planner.cluster import launch_args
 from xinf_planner.errors import ApplyFailed, XinfPlanError
 from xinf_planner.rollout import (
     LAUNCH,
@@ -269,7 +270,7 @@ def _launch(conn, plan, dep, step: Step, facts: Facts, reporter, options) -> tup
     if uid in conn.running():
         added = conn.add_replica(uid, pin, timeout=options.launch_timeout_s)
         return int(added["replica_id"]), pin
-    conn.launch(first_launch(dep["launch"], pin))
+    conn.launch(first_launch(launch_args(dep), pin))
     try:
         _wait_ready(conn, dep["launch"]["model_name"], uid, reporter, options.launch_timeout_s)
     except Exception as exc:  # _Step from apply: the server's own message

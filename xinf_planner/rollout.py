@@ -364,6 +364,13 @@ def rollout_steps(change: Change, new_dep: dict, old_dep: dict | None, ids: list
                   base: dict, max_unavailable: int = 1, allow_downtime: bool = False) -> list[Step]:
     """The steps of one scale or replace (pure). ``ids``: the running replica ids, ascending.
     Replicas without a recorded placement are taken to sit where the new plan puts them."""
+    for dep in (new_dep, old_dep):
+        workers = int(((dep or {}).get("launch") or {}).get("n_worker") or 1)
+        if workers > 1:
+            raise NeedsDowntime(
+                f"{change.name}: one replica sharded over {workers} workers (n_worker); Xinference 4.1 "
+                "cannot add, terminate or replace replicas of a sharded launch, so there is no rolling "
+                "path even with downtime: `xinf-plan destroy` the running plan, then apply this one.")
     ids = sorted(ids)
     old_all = replicas_of(old_dep or new_dep, change.old_uid, ids)
     while len(old_all) < len(ids):  # more replicas run than any plan placed
