@@ -224,3 +224,15 @@ def test_a_single_worker_takes_placements_that_name_none():
     dep["estimate"] = {"per_gpu_gib": {"total": 10.0}}
     dep["placement"] = [{"host": "h", "gpus": [0]}, {"host": "h", "gpus": [0]}]
     assert gpu_needs(_plan(dep), [dep], ["127.0.0.1:5000"]) == {("127.0.0.1:5000", 0): 20.0}
+
+
+def test_dry_run_shows_the_env_a_sharded_launch_carries():
+    from tests.conftest import EXAMPLES
+    from xinf_planner.docio import load_document
+
+    plan = load_document(EXAMPLES / "cluster" / "plan-r1-fp8.yaml")
+    (dep,) = plan["deployments"]
+    dep["env"] = {k: "ib0" for k in dep["env"]}
+    calls = dry_run_calls(plan, "http://h:9997", "# no credentials")
+    (launch,) = [c for c in calls if c.startswith("launch_model(")]
+    assert '"NCCL_SOCKET_IFNAME": "ib0"' in launch and "n_worker=2" in launch

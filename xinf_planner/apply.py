@@ -794,7 +794,7 @@ def dry_run_calls(plan: dict, endpoint: str, auth_text: str, options: ApplyOptio
     for dep in deployments(plan):
         launch = dep["launch"]
         uid = launch["model_uid"]
-        args = ", ".join(f"{k}={js(v)}" for k, v in launch.items())
+        args = ", ".join(f"{k}={js(v)}" for k, v in launch_args(dep).items())
         calls.append(f"launch_model({args}, wait_ready=False)")
         calls.append(f"get_instance_info({launch['model_name']!r}, {uid!r}) and "
                      f"get_launch_model_progress({uid!r}), every {POLL_INTERVAL_S:.0f} s until every replica is READY")
