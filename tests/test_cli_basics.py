@@ -31,7 +31,11 @@ def test_help_imports_nothing_heavy():
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_help_is_light(name):
-    """`xinf-plan CMD --help` must not pull the client or NVML either."""
+    """`xinf-plan CMD --help` works, shows an example, and pulls neither the client nor NVML."""
+    proc = subprocess.run([sys.executable, "-m", "xinf_planner", name, "--help"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"Usage: xinf-plan {name}") and "example" in proc.stdout.lower()
     mods = _modules_after(
         f"import sys\nsys.argv=['xinf-plan','{name}','--help']\n"
         "from xinf_planner.cli import main\n"
