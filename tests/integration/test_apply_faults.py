@@ -46,9 +46,12 @@ def _bystander(server, tiny_model_dir) -> None:
 
 def _spawn_apply(plan_path, server, *extra) -> subprocess.Popen:
     env = dict(os.environ, XINFERENCE_PASSWORD=server.password)
+    # SIGINT as on a terminal: a test run started in the background (`cmd &`, some CI runners)
+    # hands its children SIGINT ignored, and Python then installs no KeyboardInterrupt handler
     return subprocess.Popen([XINF_PLAN, "apply", str(plan_path), *_auth(server), *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(pred, timeout=60.0, what="condition"):
