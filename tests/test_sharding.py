@@ -156,3 +156,15 @@ def test_heterogeneous_hosts_keep_a_deployment_uniform():
     assert len(kinds) == 1 and len(widths) == 1
     assert any(r.startswith("Uniform:") for r in dep["reasons"])
     assert plan_errors(doc) == []
+
+
+def test_the_committed_cluster_example_is_what_the_planner_writes(tmp_path, monkeypatch, run_cli):
+    """examples/cluster/plan-r1-fp8.yaml must not go stale: regenerate it and compare bytes."""
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "plan.yaml"
+    code, _, err = run_cli("plan", "--hardware", "examples/cluster/2x8xh100.yaml",
+                           "--intent", "examples/cluster/intent-r1-fp8.yaml", "-o", out)
+    assert code == 0, err
+    assert out.read_text() == (ROOT / "examples" / "cluster" / "plan-r1-fp8.yaml").read_text()
