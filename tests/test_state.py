@@ -112,3 +112,25 @@ def test_lock_in_one_process_is_exclusive_too(tmp_path):
             with StateLock(path):
                 pass
         assert time.monotonic() - start < 1  # refuses at once, never waits
+
+
+@pytest.mark.parametrize("doc, where", [
+    ({"version": 1, "history": [{"plan_hash": "x"}]}, "$.history[0]"),
+    ({"version": 1, "history": "abc"}, "$.history"),
+    ({"version": 1, "deployments": {"d": {"model_uid": 3, "model_name": "m"}}}, "$.deployments.d.model_uid"),
+    ({"version": 1, "registered": [1]}, "$.registered[0]"),
+])
+def test_hand_edited_state_is_one_line_error_with_its_path(tmp_path, doc, where):
+    p = tmp_path / "state.json"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(InvalidInput) as err:
+        load_state(p)
+    assert where in str(err.value) and "\n" not in str(err.value)
+
+
+def test_lock_in_an_unwritable_place_is_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InvalidInput, match="--state"):
+        with StateLock(blocker / "state.json"):
+            pass

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xinf_planner.docio import write_atomic
+from xinf_planner.docio import validate_schema, write_atomic
 from xinf_planner.errors import InvalidInput, StateLocked
 
 STATE_VERSION = 1
@@ -75,6 +75,7 @@ class State:
     def from_dict(cls, doc: dict, name: str = "state") -> "State":
         if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
             raise InvalidInput(f"{name}: not an xinf-plan state file (version {STATE_VERSION})")
+        validate_schema(doc, "state.schema.json", name)
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in doc.items() if k in known})
 
@@ -137,8 +138,12 @@ class StateLock:
     def __enter__(self) -> "StateLock":
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise InvalidInput(f"cannot create the state lock {self.path}: {exc.strerror or exc} "
+                               "(choose another place with --state FILE)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
