@@ -212,3 +212,28 @@ def test_gpu_idx_refused_on_apple_silicon():
     assert plan_errors(doc) == []
     doc["deployments"][0]["launch"]["gpu_idx"] = [0]
     assert "$.deployments[0].launch.gpu_idx" in paths(doc)
+
+
+@pytest.mark.parametrize("where, value", [
+    ("model", "x\ntouch /tmp/PWNED\n#"),
+    ("launch.envs", "x"),
+    ("launch.tensor_parallel_size", {}),
+    ("launch.gpu_memory_utilization", 1.5),
+    ("launch.model_uid", "a b"),
+])
+def test_hand_edits_of_wrong_type_are_schema_errors_not_crashes(run_cli, tmp_path, where, value):
+    from tests.conftest import EXAMPLES
+    from xinf_planner.docio import dump_document, load_document
+
+    doc = load_document(EXAMPLES / "cluster" / "plan-r1-fp8.yaml")
+    target = doc["deployments"][0]
+    *parents, key = where.split(".")
+    for part in parents:
+        target = target[part]
+    target[key] = value
+    p = tmp_path / "plan.yaml"
+    p.write_text(dump_document(doc))
+    for cmd in (["validate", p], ["render", p, "--as", "shell"]):
+        code, out, err = run_cli(*cmd)
+        assert code == 1, (cmd, out, err)
+        assert f"$.deployments[0].{where}" in out + err

@@ -192,3 +192,13 @@ def test_sharded_cluster_plan_renders_workers_and_env():
 
     (launch,) = [r["body"] for r in rest_requests(doc) if r["path"] == "/v1/models"]
     assert launch["envs"] == dep["env"]
+
+
+def test_no_plan_value_can_break_out_of_a_shell_comment():
+    """Even a plan that skipped validation cannot smuggle a command into the script's comments."""
+    doc = plans()[2]
+    doc["deployments"][0]["model"] = "x\ntouch /tmp/PWNED\n#"
+    doc["deployments"][0]["name"] = "d\nrm -rf ~\n#"
+    script = render(doc, "shell")
+    assert not any(line.startswith(("touch", "rm ")) for line in script.splitlines())
+    assert "# d rm -rf ~ #: x touch /tmp/PWNED #" in script

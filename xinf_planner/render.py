@@ -95,7 +95,8 @@ def render_shell(doc: dict, templates: str | None = None) -> str:
         if reg:
             worker = reg.get("worker_ip")
             out.append(fill("render/shell_register.sh.tmpl", {
-                "name": dep["name"], "model_name": reg["model_name"], "model_family": reg["model_family"],
+                "name": _one_line(dep["name"]), "model_name": _one_line(reg["model_name"]),
+                "model_family": _one_line(reg["model_family"]),
                 "registration_json": json.dumps(_registration_doc(dep), indent=2),
                 "worker_flag": f" --worker-ip {shlex.quote(worker)}" if worker else "",
             }, templates))
@@ -103,10 +104,16 @@ def render_shell(doc: dict, templates: str | None = None) -> str:
         pairs = _pair_flags(args)
         flags = " \\\n".join("  " + " ".join(shlex.quote(a) for a in pair) for pair in pairs)
         out.append(fill("render/shell_launch.sh.tmpl", {
-            "name": dep["name"], "model": dep["model"], "engine": dep["launch"]["model_engine"],
-            "replicas": dep["launch"]["replica"], "flags": flags,
+            "name": _one_line(dep["name"]), "model": _one_line(dep["model"]),
+            "engine": _one_line(dep["launch"]["model_engine"]),
+            "replicas": _one_line(dep["launch"]["replica"]), "flags": flags,
         }, templates))
     return "".join(text if text.endswith("\n") else text + "\n" for text in out)
+
+
+def _one_line(value) -> str:
+    """A value for a shell comment: never a line break (a line of its own would run)."""
+    return " ".join(str(value).split())
 
 
 def _pair_flags(args: list[str]) -> list[list[str]]:
