@@ -182,3 +182,20 @@ def test_cli_intent_that_is_not_a_mapping_is_invalid_input(run_cli, tmp_path):
     code, out, err = run_cli("plan", "--hardware", HOSTS / "1xt4.yaml", "--intent", intent)
     assert code == 1 and out == ""
     assert err.startswith("error: ") and "$" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--headroom", "nan"], "headroom"),
+    (["--headroom", "inf"], "headroom"),
+    (["--exclude-gpu", "t4x6:99"], "t4x6:99"),
+])
+def test_cli_bad_workload_values_are_one_line_errors(run_cli, args, needle):
+    code, out, err = run_cli("plan", "--hardware", HOSTS / "6xt4.yaml", "-m", "deepseek-r1-distill-qwen:7", *args)
+    assert code == 1 and out == "" and needle in err and err.count("\n") == 1
+
+
+def test_cli_filters_that_match_no_spec_say_so(run_cli):
+    code, out, err = run_cli("plan", "--hardware", HOSTS / "6xt4.yaml", "-m", "deepseek-r1-distill-qwen:7",
+                             "--quantization", "foo")
+    assert code == 3 and "No catalog spec of the model passes the filters (quantizations foo)" in err
+    assert "Tried 0" not in err

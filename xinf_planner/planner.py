@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from xinf_planner import cluster, rules
-from xinf_planner.errors import NothingFits
+from xinf_planner.errors import InvalidInput, NothingFits
 from xinf_planner.inventory import GIB, GPU, Host, Inventory
 from xinf_planner.placement import (Group, LINK_WORDS, free_gib_after_headroom, gpu_key, gpu_kind,
                                     host_groups, pick_groups, placement_kwargs, reservation_fraction)
@@ -124,6 +124,11 @@ class Capacity:
         self.free_gpu: dict[str, dict[int, float]] = {}
         self.free_ram: dict[str, float] = {}
         excluded = set(request.exclude_gpus)
+        known = {gpu_key(h.name, g.index) for h in inventory.hosts for g in h.gpus}
+        unknown = sorted(excluded - known)
+        if unknown:
+            raise InvalidInput(f"exclude_gpus: {', '.join(unknown)} is not a GPU of this inventory "
+                               f"(GPUs: {', '.join(sorted(known)) or 'none'})")
         for h in inventory.hosts:
             self.free_gpu[h.name] = {
                 g.index: free_gib_after_headroom(g, request.headroom_for(g.memory_total_gib))
@@ -791,7 +796,15 @@ class Planner:
         for r in self.rejected:
             reasons.setdefault(r["reason"], r["candidate"])
         tried = len({r["candidate"] for r in self.rejected})
-        parts.append(f"Tried {tried} option(s); the reasons they failed:")
+        if not tried:
+            req = self.request
+            filters = [f"{k} {', '.join(v)}" for k, v in (("engines", req.engines), ("formats", req.formats),
+                                                            ("quantizations", req.quantizations)) if v]
+            parts.append("No catalog spec of the model passes the filters"
+                         + (f" ({'; '.join(filters)})" if filters else "")
+                         + "; `xinf-plan estimate --help` and the catalog list the valid choices.")
+        else:
+            parts.append(f"Tried {tried} option(s); the reasons they failed:")
         for reason, cand in sorted(reasons.items(), key=lambda kv: kv[1])[:8]:
             parts.append(f"  - {cand}: {reason}")
         if len(reasons) > 8:

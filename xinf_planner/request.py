@@ -6,6 +6,7 @@ into a ``Request``. ``Request.to_dict`` is the normalised form a plan records.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,8 @@ def parse_headroom(value: Any) -> tuple[float, float]:
     if value is None:
         return 0.0, 0.0
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise InvalidInput(f"headroom {value!r}: use a finite number of GiB, 0 or more")
         return float(value), 0.0
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(GiB|%)\s*", str(value))
     if not m:
