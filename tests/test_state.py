@@ -134,3 +134,14 @@ def test_lock_in_an_unwritable_place_is_one_line_error(tmp_path):
     with pytest.raises(InvalidInput, match="--state"):
         with StateLock(blocker / "state.json"):
             pass
+
+
+def test_credentials_in_the_endpoint_url_are_refused_without_echoing_them():
+    from xinf_planner.xinference import resolve_endpoint
+
+    with pytest.raises(InvalidInput) as err:
+        resolve_endpoint("http://bob:hunter2@h:9997", {})
+    assert "hunter2" not in str(err.value) and "--username" in str(err.value)
+    with pytest.raises(InvalidInput):
+        resolve_endpoint(None, {"XINFERENCE_ENDPOINT": "bob:pw@h:9997"})
+    assert resolve_endpoint("http://h:9997/", {}) == "http://h:9997"

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from xinf_planner.errors import EXIT_UNREACHABLE, AuthFailed, ServerUnreachable, XinfPlanError
+from xinf_planner.errors import EXIT_UNREACHABLE, AuthFailed, InvalidInput, ServerUnreachable, XinfPlanError
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9997"
 CONNECT_TIMEOUT_S = 3.0   # TCP connect; an unreachable server is reported well under 10 s
@@ -62,6 +62,9 @@ def resolve_endpoint(endpoint: str | None, environ: dict) -> str:
     url = endpoint or environ.get("XINFERENCE_ENDPOINT") or DEFAULT_ENDPOINT
     if "://" not in url:
         url = "http://" + url
+    if "@" in url.partition("://")[2].split("/", 1)[0]:
+        raise InvalidInput(f"endpoint {mask_url(url)}: put credentials in --username (password from "
+                           "$XINFERENCE_PASSWORD) or --api-key, not in the URL")
     return url.rstrip("/")
 
 
