@@ -199,3 +199,10 @@ def test_cli_filters_that_match_no_spec_say_so(run_cli):
                              "--quantization", "foo")
     assert code == 3 and "No catalog spec of the model passes the filters (quantizations foo)" in err
     assert "Tried 0" not in err
+
+
+def test_cli_empty_intent_says_so(run_cli, tmp_path):
+    intent = tmp_path / "intent.yaml"
+    intent.write_text("# nothing yet\n")
+    code, out, err = run_cli("plan", "--hardware", HOSTS / "1xt4.yaml", "--intent", intent)
+    assert code == 1 and "intent file is empty" in err

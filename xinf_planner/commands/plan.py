@@ -70,6 +70,8 @@ def command(hardware, intent, model, context_length, concurrency, objective, eng
     from xinf_planner.request import merge_flags, request_from_intent
 
     intent_doc = load_document(intent, "intent") if intent else None
+    if intent and intent_doc is None:
+        raise InvalidInput(f"{intent}: the intent file is empty")
     if intent_doc is not None and not isinstance(intent_doc, dict):
         raise InvalidInput(f"{intent}: $: an intent is a mapping at the top level")
     if intent_doc is None and not model:
