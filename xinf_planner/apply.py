@@ -4,16 +4,21 @@ The comparisons (``diff``, ``status_report``) are pure functions over plain data
 and what the server lists), so a later ``diff``/rollout feature can reuse them. The rest
 drives a ``xinference.Connection`` and keeps the state file current after every change.
 
-Apply, in order:
-1. preflight (nothing changed yet; every problem reported together);
+Apply, in order (``apply_order``):
+1. preflight (nothing changed yet; every problem reported together; the GPU memory that
+   the removals below free is counted as free);
 2. register the custom models the plan needs (idempotent: an identical registration is
    left as it is);
-3. launch each deployment that is not running, in plan order, with ``wait_ready=False``,
+3. remove the deployments the last applied plan had and this one drops (they free memory);
+4. scale or replace, one replica at a time, the deployments that run differently
+   (rolling.py);
+5. launch each deployment that is not running, in plan order, with ``wait_ready=False``,
    and poll ``get_instance_info``/``get_launch_model_progress`` until every replica is
-   READY (or one fails);
-4. smoke-test it with a short chat completion at temperature 0.
-On any failure (or Ctrl-C) what this apply started is terminated and what it registered
-is unregistered, unless ``keep_on_failure``; everything that ran before is left alone.
+   READY (or one fails), and smoke-test it with a short chat completion at temperature 0.
+On any failure (or Ctrl-C) what this apply launched is terminated and what it registered
+is unregistered, unless ``keep_on_failure``; a failed scale/replace first restores its own
+deployment (rolling.py). Removals and completed scales/replaces are not undone (the
+message names them); everything that ran before is left alone.
 """
 
 from __future__ import annotations
@@ -24,10 +29,8 @@ from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
 from xinf_planner.errors import (
-    EXIT_DRIFT,
     ApplyFailed,
     AuthFailed,
-    InvalidInput,
     ServerTooOld,
     ServerUnreachable,
     XinfPlanError,
@@ -297,16 +300,19 @@ def _spec_matches(reg: dict, launch: dict) -> bool:
     return False
 
 
-def preflight(conn, plan: dict, todo: list[str], gpu_probe: Callable | None = None) -> Preflight:
+def preflight(conn, plan: dict, todo: list[str], gpu_probe: Callable | None = None,
+              old_plan: dict | None = None, removed: list[str] = ()) -> Preflight:
     """Check everything apply relies on, before changing anything. ``todo``: deployment names
-    that apply would launch."""
+    that apply would launch; ``removed``: deployments of ``old_plan`` (the last applied) that
+    apply terminates before it launches, whose GPU memory counts as free."""
     result = Preflight()
     deps = [d for d in deployments(plan) if d["name"] in todo]
+    gone = [d for d in deployments(old_plan or {}) if d["name"] in removed]
 
     workers = conn.workers()
     addresses = sorted(w.get("ip_address") for w in workers)
     _check_workers(plan, deps, addresses, result)
-    _check_memory(plan, deps, workers, result, gpu_probe)
+    _check_memory(plan, deps, workers, result, gpu_probe, old_plan, gone)
     for dep in deps:
         unfilled = unfilled_env(dep.get("env"))
         if unfilled:
@@ -377,23 +383,32 @@ def gpu_needs(plan: dict, deps: list[dict], workers: list[str]) -> dict[tuple[st
     return needs
 
 
+def _freed_text(gib: float) -> str:
+    return f" (+{gib:.2f} GiB that the removals free)" if gib > 0 else ""
+
+
 def memory_problems(needs: dict, workers: list[dict], local_worker: str | None,
-                    local_free_gib: dict[int, float] | None) -> tuple[list[str], list[str]]:
+                    local_free_gib: dict[int, float] | None,
+                    freed: dict | None = None) -> tuple[list[str], list[str]]:
     """(problems, notes) comparing free GPU memory with the plan's needs (pure): per GPU from
-    NVML for the worker on this host, per worker (Xinference sums its GPUs) elsewhere."""
+    NVML for the worker on this host, per worker (Xinference sums its GPUs) elsewhere.
+    ``freed``: GiB per (worker, GPU) that deployments terminated before the launches hold
+    now (``gpu_needs`` of the removed ones), counted as free."""
     problems, notes = [], []
+    freed = freed or {}
     by_worker = {w.get("ip_address"): w for w in workers}
     per_worker: dict[str, float] = {}
     for (worker, idx), need in sorted(needs.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        back = freed.get((worker, idx), 0.0)
         if worker is not None and worker == local_worker:
             if local_free_gib is None:
                 if "free GPU memory" not in " ".join(notes):
                     notes.append("free GPU memory not checked on this host: no NVIDIA GPU visible to NVML")
             elif idx not in local_free_gib:
                 problems.append(f"GPU {idx} is not present on this host")
-            elif local_free_gib[idx] + 1e-6 < need:
-                problems.append(f"GPU {idx} has {local_free_gib[idx]:.2f} GiB free; the plan counted on "
-                                f"{need:.2f} GiB")
+            elif local_free_gib[idx] + back + 1e-6 < need:
+                problems.append(f"GPU {idx} has {local_free_gib[idx]:.2f} GiB free{_freed_text(back)}; the "
+                                f"plan counted on {need:.2f} GiB")
         elif worker is not None:
             per_worker[worker] = per_worker.get(worker, 0.0) + need
     for worker, need in sorted(per_worker.items()):
@@ -401,9 +416,10 @@ def memory_problems(needs: dict, workers: list[dict], local_worker: str | None,
         if info is None:
             continue  # reported by the worker check
         avail = float(info.get("gpu_vram_available") or 0) / (1 << 30)
-        if avail + 1e-6 < need:
-            problems.append(f"worker {worker} has {avail:.2f} GiB of GPU memory free; the plan counted "
-                            f"on {need:.2f} GiB")
+        back = sum(gib for (w, _), gib in freed.items() if w == worker)
+        if avail + back + 1e-6 < need:
+            problems.append(f"worker {worker} has {avail:.2f} GiB of GPU memory free{_freed_text(back)}; the "
+                            f"plan counted on {need:.2f} GiB")
     return problems, notes
 
 
@@ -422,17 +438,18 @@ def is_this_host(address: str | None) -> bool:
         return False
 
 
-def _check_memory(plan, deps, workers, result: Preflight, gpu_probe) -> None:
+def _check_memory(plan, deps, workers, result: Preflight, gpu_probe, old_plan=None, gone=()) -> None:
     addresses = [w.get("ip_address") for w in workers]
     needs = gpu_needs(plan, deps, addresses)
     if not needs:
         return
+    freed = gpu_needs(old_plan, list(gone), addresses) if gone else {}
     local = next((a for a in addresses if is_this_host(a)), None)
     free = None
     if local is not None and any(w == local for w, _ in needs) and gpu_probe is not None:
         gpus = gpu_probe()
         free = {g.index: g.memory_free_gib for g in gpus} if gpus else None
-    problems, notes = memory_problems(needs, workers, local, free)
+    problems, notes = memory_problems(needs, workers, local, free, freed)
     result.problems.extend(problems)
     result.notes.extend(notes)
 
@@ -504,9 +521,28 @@ def check_server(conn, plan: dict) -> list[str]:
     return []
 
 
+LAUNCH_STEP = "launch"
+
+
+def apply_order(d: Diff, rollout) -> list[tuple[str, str]]:
+    """(kind, deployment name) in the order apply changes things (pure): the removals first,
+    since they free memory the rest may need; then the scales and replaces, whose rollout
+    ledger (``rolling.prepare``) counts what runs without the removed deployments and
+    before the new ones; then the new launches, in plan order."""
+    from xinf_planner.rollout import REMOVE
+
+    rolled = rollout.rolled()
+    return ([(c.kind, c.name) for c in rolled if c.kind == REMOVE]
+            + [(c.kind, c.name) for c in rolled if c.kind != REMOVE]
+            + [(LAUNCH_STEP, name) for name in d.to_launch])
+
+
 def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None,
                reporter: Reporter, options: ApplyOptions = ApplyOptions(),
                gpu_probe: Callable | None = None) -> ApplyResult:
+    """Apply a plan that passed ``plan.check_plan`` (the commands check it before they connect)."""
+    from xinf_planner.rolling import RolloutFailed, prepare_for_apply, run_change
+    from xinf_planner.rollout import REMOVE
     from xinf_planner.xinference import mask_url
 
     for note in check_server(conn, plan):
@@ -514,14 +550,11 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
     endpoint = mask_url(conn.url)
     running = conn.running()
     d = diff(plan, running)
-    from xinf_planner.rolling import prepare_for_apply, run_for_apply
-
+    # every deployment that runs differently leaves d as a scale or replace (or NeedsDowntime)
     rollout, facts = prepare_for_apply(conn, plan, state, running, d, options)
-    if d.differing:
-        lines = [f"{name}: " + "; ".join(diffs) for name, diffs in d.differing]
-        raise XinfPlanError("running deployments differ from the plan (replacing them is a rollout, "
-                            "not apply): " + " | ".join(lines), exit_code=EXIT_DRIFT)
-    pre = preflight(conn, plan, d.to_launch, gpu_probe)
+    order = apply_order(d, rollout)
+    removed = [name for kind, name in order if kind == REMOVE]
+    pre = preflight(conn, plan, d.to_launch, gpu_probe, facts.old_plan, removed)
     for note in pre.notes:
         reporter.line(f"note: {note}")
     if pre.problems:
@@ -530,13 +563,16 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
         raise ApplyFailed(f"preflight found {len(pre.problems)} problem(s); nothing was changed: "
                           + " | ".join(pre.problems))
     result = ApplyResult(diff=d, notes=pre.notes)
-    reporter.line(f"plan: {d.summary()}" + "".join(f", {c.kind} {c.name}" for c in rollout.rolled()))
-    if not d.to_launch and not pre.to_register and not rollout.rolled():
+    reporter.line(f"plan: {d.summary()}" + "".join(f", {kind} {name}" for kind, name in order
+                                                    if kind != LAUNCH_STEP))
+    if not order and not pre.to_register:
         state.record_applied(plan, plan_path, endpoint)
         save_state(state_path, state)
         return result
 
     step = "start"
+    changes = {c.name: c for c in rollout.rolled()}
+    by_name = {dep["name"]: dep for dep in deployments(plan)}
     try:
         for block, spec in pre.to_register:
             step = f"register {block['model_name']}"
@@ -545,11 +581,14 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
             result.registered.append(block["model_name"])
             state.record_registration(block["model_name"])
             save_state(state_path, state)
-        by_name = {dep["name"]: dep for dep in deployments(plan)}
-        for name in d.to_launch:
+        for kind, name in order:
+            step = f"{kind} {name}"
+            if kind != LAUNCH_STEP:
+                run_change(conn, plan, changes[name], rollout, facts, state, state_path, reporter, options)
+                result.rolled.append(step)
+                continue
             dep = by_name[name]
             launch = dep["launch"]
-            step = f"launch {name}"
             reporter.line(f"launch {name}: {launch['model_name']} on {launch['model_engine']}, "
                           f"{launch.get('replica', 1)} replica(s)")
             for attempt in (1, 2):
@@ -585,22 +624,34 @@ def apply_plan(conn, plan: dict, state: State, state_path, plan_path: str | None
                               f"{' (engine)' if smoke.engine_tokens_per_s else ' (end to end)'}, "
                               f"finish_reason {smoke.finish_reason}")
     except (XinfPlanError, _Step, KeyboardInterrupt) as exc:
-        reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        failed = f"{step} failed: {reason}"
-        reporter.line(f"error: {failed}")
-        if options.keep_on_failure:
-            kept = ", ".join(result.launched + result.registered) or "nothing"
-            raise ApplyFailed(f"{failed}; kept on the server as asked (--keep-on-failure): {kept}") from None
-        undone, left = rollback(conn, plan, state, state_path, result, reporter)
-        text = f"{failed}; rolled back: {', '.join(undone) or 'nothing to undo'}"
-        if left:
-            text += f"; COULD NOT roll back: {', '.join(left)} (recorded in the state file; run destroy later)"
-        raise ApplyFailed(text) from None
+        raise _failed(exc, step, conn, plan, state, state_path, result, reporter, options,
+                      isinstance(exc, RolloutFailed)) from None
 
-    result.rolled = run_for_apply(conn, plan, rollout, facts, state, state_path, reporter, options)
     state.record_applied(plan, plan_path, endpoint)
     save_state(state_path, state)
     return result
+
+
+def _failed(exc, step: str, conn, plan: dict, state: State, state_path, result: ApplyResult,
+            reporter: Reporter, options: ApplyOptions, rollout_failed: bool) -> ApplyFailed:
+    """The ApplyFailed for a failure at ``step``, after undoing what this apply launched and
+    registered (unless keep_on_failure). A failed scale/replace (RolloutFailed) has restored
+    its own deployment already and says so; removals and completed changes stay done."""
+    reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    failed = reason if rollout_failed else f"{step} failed: {reason}"
+    if not rollout_failed:
+        reporter.line(f"error: {failed}")      # a rollout reported its own failure
+    if result.rolled:
+        failed += f"; done before the failure and not undone: {', '.join(result.rolled)}"
+    if options.keep_on_failure:
+        kept = ", ".join(result.launched + result.registered) or "nothing"
+        return ApplyFailed(f"{failed}; kept on the server as asked (--keep-on-failure): {kept}")
+    undone, left = rollback(conn, plan, state, state_path, result, reporter)
+    what = "also rolled back what this apply launched and registered" if rollout_failed else "rolled back"
+    text = f"{failed}; {what}: {', '.join(undone) or 'nothing to undo'}"
+    if left:
+        text += f"; COULD NOT roll back: {', '.join(left)} (recorded in the state file; run destroy later)"
+    return ApplyFailed(text)
 
 
 def _wait_ready(conn, model_name: str, uid: str, reporter: Reporter, timeout: float) -> None:
@@ -754,15 +805,6 @@ def destroy(conn, plan: dict, state: State, state_path, reporter: Reporter,
         save_state(state_path, state)
     save_state(state_path, state)
     return targets
-
-
-def validate_plan_document(plan) -> dict:
-    from xinf_planner.docio import validate_schema
-
-    if not isinstance(plan, dict):
-        raise InvalidInput("plan: not a mapping")
-    validate_schema(plan, "plan.schema.json", "plan")
-    return plan
 
 
 def dry_run_calls(plan: dict, endpoint: str, auth_text: str, options: ApplyOptions = ApplyOptions()) -> list[str]:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Any, Iterator
 
 from xinf_planner import rules
-from xinf_planner.docio import dump_document, load_document, schema_errors
+from xinf_planner.docio import dump_document, load_document, schema_errors, validate_schema
 from xinf_planner.errors import InvalidInput, XinfPlanError
 from xinf_planner.inventory import GIB, Inventory, fingerprint
 from xinf_planner.placement import RESERVATION_KEYS, gpu_key, gpu_kind, reserved_gib
@@ -44,10 +44,22 @@ def new_plan(inventory: Inventory, request: dict, deployments: list[dict], rejec
     return doc
 
 
-def load_plan(path) -> dict:
+def load_plan(path, check: str = "all") -> dict:
+    """Read a plan file (``-``: stdin) and check it: ``all`` the schema and the semantic rules
+    (what ``xinf-plan validate`` checks; apply and rollback launch nothing else), ``schema``
+    the schema only (status and destroy: a plan the hardware no longer fits can still be
+    inspected and torn down), ``none`` only that it is a mapping (validate lists every error
+    itself). InvalidInput (exit 1) names the first error's JSON path."""
+    name = "<stdin>" if str(path) == "-" else str(path)
     doc = load_document(path, "plan")
     if not isinstance(doc, dict):
-        raise InvalidInput(f"{path}: a plan is a mapping at the top level")
+        raise InvalidInput(f"{name}: a plan is a mapping at the top level")
+    if check == "all":
+        check_plan(doc, name)
+    elif check == "schema":
+        validate_schema(doc, SCHEMA, name)
+    elif check != "none":
+        raise ValueError(f"load_plan: check is all, schema or none, not {check!r}")
     return doc
 
 

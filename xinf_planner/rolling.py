@@ -349,7 +349,7 @@ def remove(conn, change: Change, model_name: str, state, state_path, reporter) -
 def prepare_for_apply(conn, plan: dict, state, running: dict, d, options) -> tuple[Rollout, Facts]:
     """Before apply changes anything: the rollout of every scale/replace/remove, checked
     (NeedsDowntime when one cannot keep a replica answering). The rolled deployments leave
-    apply's own diff (``d``): apply launches only what is new."""
+    apply's own diff (``d``, ``split_diff``): apply launches only what is new."""
     from xinf_planner.rollout import NeedsDowntime
 
     facts = gather(conn, plan, state, running)
@@ -357,22 +357,26 @@ def prepare_for_apply(conn, plan: dict, state, running: dict, d, options) -> tup
     if rollout.blocked:
         raise NeedsDowntime("; ".join(f"{name}: {why}" for name, why in rollout.blocked.items())
                             + " (nothing was changed)")
-    rolled = {c.name for c in rollout.rolled()}
-    d.to_launch = [n for n in d.to_launch if n not in rolled]
-    d.differing = [(n, f) for n, f in d.differing if n not in rolled]
-    d.unchanged = [n for n in d.unchanged if n not in rolled]
+    split_diff(d, rollout)
     return rollout, facts
 
 
-def run_for_apply(conn, plan: dict, rollout: Rollout, facts: Facts, state, state_path, reporter,
-                  options) -> list[str]:
-    """Carry out the rollouts, deployment by deployment; returns '<kind> <name>' per change."""
-    out = []
-    old_deps = {d["name"]: d for d in (facts.old_plan or {}).get("deployments") or []}
-    for change in rollout.rolled():
-        if change.kind == REMOVE:
-            remove(conn, change, old_deps[change.name]["launch"]["model_name"], state, state_path, reporter)
-        else:
-            execute(conn, plan, change, rollout.steps[change.name], facts, state, state_path, reporter, options)
-        out.append(f"{change.kind} {change.name}")
-    return out
+def split_diff(d, rollout: Rollout) -> None:
+    """Take the rolled deployments out of apply's diff (pure): ``to_launch`` keeps only new
+    deployments, and ``differing`` ends empty, since what runs differently is a scale or a
+    replace. (The one thing diff() flags that the rollout does not: a server whose replica
+    count disagrees with its own replica list; the rollout goes by the list, as unchanged.)"""
+    rolled = {c.name for c in rollout.rolled()}
+    d.to_launch = [n for n in d.to_launch if n not in rolled]
+    d.unchanged = [n for n in d.unchanged + [n for n, _ in d.differing] if n not in rolled]
+    d.differing = []
+
+
+def run_change(conn, plan: dict, change: Change, rollout: Rollout, facts: Facts, state, state_path, reporter,
+               options) -> None:
+    """Carry out one scale, replace or remove of ``rollout`` (apply orders them: apply_order)."""
+    if change.kind == REMOVE:
+        old_deps = {d["name"]: d for d in (facts.old_plan or {}).get("deployments") or []}
+        remove(conn, change, old_deps[change.name]["launch"]["model_name"], state, state_path, reporter)
+    else:
+        execute(conn, plan, change, rollout.steps[change.name], facts, state, state_path, reporter, options)

@@ -2,18 +2,44 @@
 
 The planner's ``plan --model-path`` (CPU host -> llama.cpp with a registration block) had
 not landed when these tests were written, so this helper assembles the same document from
-``localmodel.detect`` + ``localmodel.registration_for`` and checks it against
-``plan.schema.json`` — a test plan that does not validate fails here, not in apply.
+``localmodel.detect`` + ``localmodel.registration_for``, with what the planner records
+beside a registration (the ``arch`` facts read from the weights) and the inventory the plan
+is for (one CPU host, ``cpu_host``), and checks it as ``xinf-plan validate`` does — a test
+plan that does not validate fails here, not in apply. Tests that change the inventory call
+``with_hosts`` (it keeps the fingerprint true); those that break a plan on purpose break
+what only the server can see (a model_path missing on the worker), which validation passes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from xinf_planner.docio import dump_document, validate_schema
+from xinf_planner.docio import dump_document
+from xinf_planner.inventory import Inventory, fingerprint
 from xinf_planner.localmodel import detect, registration_for, size_in_billions
+from xinf_planner.plan import check_plan
 
 FAMILY = "deepseek-r1-distill-qwen"
+GIB = 1024 ** 3
+# what the planner records of local weights with a registration (planner.py, _deployment)
+ARCH_KEYS = ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size",
+             "params")
+
+
+def cpu_host(name: str = "localhost", ram_gib: float = 16.0, worker_address: str | None = None) -> dict:
+    """An inventory host without GPUs (the 2-core test VM; RAM is what CPU replicas count on)."""
+    host = {"name": name, "os": "linux", "arch": "x86_64", "cpu_cores": 2,
+            "memory_total_bytes": int(ram_gib * GIB), "gpus": []}
+    if worker_address:
+        host["worker_address"] = worker_address
+    return host
+
+
+def with_hosts(plan: dict, hosts: list[dict]) -> dict:
+    """Embed an inventory of ``hosts`` in the plan, with its true fingerprint."""
+    doc = {"version": 1, "hosts": hosts}
+    plan["inventory"] = {"fingerprint": fingerprint(Inventory.from_dict(doc, "test inventory")), "document": doc}
+    return plan
 
 
 def tiny_plan(model_dir, *, uid: str = "tiny-r1-a", model_name: str = "tiny-r1", replicas: int = 2,
@@ -39,7 +65,7 @@ def tiny_plan(model_dir, *, uid: str = "tiny-r1-a", model_name: str = "tiny-r1",
     plan = {
         "version": 1,
         "generated_by": "tests/integration/plans.py",
-        "inventory": {"fingerprint": "test-cpu-host"},
+        "inventory": {},
         "request": {"model": f"{FAMILY}", "model_path": str(model_dir), "replicas": replicas,
                     "context_length": context_length, "concurrency": 1},
         "deployments": [{
@@ -55,10 +81,12 @@ def tiny_plan(model_dir, *, uid: str = "tiny-r1-a", model_name: str = "tiny-r1",
             },
             "reasons": ["CPU host: llama.cpp serves GGUF without a GPU"],
             "registration": reg,
+            "arch": {k: getattr(model, k) for k in ARCH_KEYS},
         }],
         "rejected": [],
     }
-    validate_schema(plan, "plan.schema.json", "test plan")
+    with_hosts(plan, [cpu_host()])
+    check_plan(plan, "test plan")
     return plan
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from plans import tiny_plan, write_plan
+from plans import cpu_host, tiny_plan, with_hosts, write_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -16,9 +16,7 @@ def _pinned_plan(model_dir, workers: list[str]) -> dict:
     launch = plan["deployments"][0]["launch"]
     del launch["n_gpu"]  # replica_config takes the placement; a top-level n_gpu is refused with it
     launch["replica_config"] = [{"devices": [{"worker_ip": w}]} for w in workers]
-    plan["inventory"]["document"] = {"version": 1, "hosts": [
-        {"name": f"w{i}", "os": "linux", "arch": "x86_64", "cpu_cores": 2, "memory_total_bytes": 1 << 34,
-         "gpus": [], "worker_address": w} for i, w in enumerate(workers)]}
+    with_hosts(plan, [cpu_host(f"w{i}", 16.0, w) for i, w in enumerate(workers)])
     plan["deployments"][0]["placement"] = [{"host": f"w{i}", "gpus": []} for i in range(len(workers))]
     return plan
 

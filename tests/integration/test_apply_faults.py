@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from plans import tiny_plan, write_plan
+from plans import cpu_host, tiny_plan, with_hosts, write_plan
 from xinf_server import free_port
 
 pytestmark = pytest.mark.integration
@@ -29,8 +29,8 @@ def _auth(server):
     return ["-e", server.url, "--username", server.username]
 
 
-def _bystander(server, tiny_model_dir) -> None:
-    """A model that ran before apply, registered and launched by someone else."""
+def _bystander(server, tiny_model_dir, launch: bool = True) -> None:
+    """A model that ran before apply, registered (and launched) by someone else."""
     headers = {"Authorization": f"Bearer {server.token()}"}
     spec = tiny_plan(tiny_model_dir, model_name="tiny-bystander")["deployments"][0]
     from xinf_planner.localmodel import registration_spec
@@ -39,6 +39,8 @@ def _bystander(server, tiny_model_dir) -> None:
     r = requests.post(f"{server.url}/v1/model_registrations/LLM", headers=headers, timeout=60,
                       json={"model": json.dumps(doc), "persist": False})
     assert r.status_code == 200, r.text
+    if not launch:
+        return
     launch = dict(spec["launch"], model_uid="bystander", replica=1)
     r = requests.post(f"{server.url}/v1/models", headers=headers, json=launch, timeout=120)
     assert r.status_code == 200, r.text
@@ -203,22 +205,41 @@ def test_dry_run_makes_no_call(run_cli, server, tiny_model_dir, tmp_path):
     assert code == 0 and "launch_model(" in out2
 
 
-def test_preflight_reports_every_problem_before_changing_anything(run_cli, server, tiny_model_dir, tmp_path):
+def test_a_plan_validate_rejects_is_refused_before_connecting(run_cli, tiny_model_dir, tmp_path):
+    """apply runs `xinf-plan validate`'s rules first: exit 1 naming the JSON path, and no
+    call at all (the endpoint has nothing listening)."""
     plan = tiny_plan(tiny_model_dir, uid="pf", replicas=1)
-    dep = plan["deployments"][0]
-    other = json.loads(json.dumps(dep))
+    other = json.loads(json.dumps(plan["deployments"][0]))
     other["name"] = other["launch"]["model_uid"] = "pf-builtin"
-    del other["registration"]
+    del other["registration"], other["arch"]
+    other["model"] = "deepseek-r1-distill-qwen:1.5"
     other["launch"].update(model_name="deepseek-r1-distill-qwen", model_size_in_billions="1_5",
                            quantization="Q9_X")          # no such spec
-    dep["launch"]["model_engine"] = "NoSuchEngine"
+    plan["deployments"][0]["launch"]["model_engine"] = "NoSuchEngine"
     plan["deployments"].append(other)
+    plan_path = write_plan(plan, tmp_path / "plan.yaml")
+    for command in ("apply", "diff"):
+        code, out, err = run_cli(command, plan_path, "-e", f"http://127.0.0.1:{free_port()}", "--api-key", "x")
+        assert code == 1, out + err
+        assert f"{plan_path}: $.deployments[0].launch.model_engine: 'NoSuchEngine' is not an engine" in err
+        assert "(and 1 more)" in err and "cannot reach" not in err
+    assert not (tmp_path / ".xinf-plan").exists()
+
+
+def test_preflight_reports_every_problem_before_changing_anything(run_cli, server, tiny_model_dir, tmp_path):
+    """Two problems only the server can show, in a plan that validates: a worker the cluster
+    lacks, and another model registered under the plan's registration name."""
+    _bystander(server, tiny_model_dir, launch=False)
+    plan = tiny_plan(tiny_model_dir, uid="pf", model_name="tiny-bystander", replicas=1,
+                     model_uri=(tmp_path / "elsewhere").as_uri())
+    with_hosts(plan, [cpu_host(worker_address="127.0.0.1:1")])
     plan_path = write_plan(plan, tmp_path / "plan.yaml")
     code, out, err = run_cli("apply", plan_path, *_auth(server))
     assert code == 7, out + err
     assert "preflight found 2 problem(s); nothing was changed" in err
-    assert "NoSuchEngine" in out and "Q9_X" in out
-    assert server.running_models() == {} and server.custom_llm_names() == []
+    assert "worker 127.0.0.1:1 is not one of the server's workers" in out
+    assert "a different model is already registered as 'tiny-bystander'" in out
+    assert server.running_models() == {} and server.custom_llm_names() == ["tiny-bystander"]
 
 
 def test_ctrl_c_during_launch_rolls_back(server, tiny_model_dir, tmp_path):

@@ -85,9 +85,10 @@ def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, t
     assert f"{UID}-rep1" in out and "in sync with the plan" in out
 
     # a plan that differs from what runs: diff says what apply would change, and changes nothing
-    # (apply itself rolls the change: tests/integration/test_rollout.py)
+    # (apply itself rolls the change: tests/integration/test_rollout_live.py)
     changed = yaml.safe_load(plan_path.read_text())
     changed["deployments"][0]["launch"]["replica"] = 3
+    changed["deployments"][0]["placement"].append(changed["deployments"][0]["placement"][0])  # as validate asks
     changed_path = tmp_path / "changed.yaml"
     changed_path.write_text(yaml.safe_dump(changed))
     code, out, err = run_cli("diff", changed_path, *auth, "--state", tmp_path / ".xinf-plan" / "state.json")

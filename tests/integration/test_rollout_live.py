@@ -13,19 +13,17 @@ import time
 
 import pytest
 import requests
-from plans import tiny_plan, write_plan
+from plans import cpu_host, tiny_plan, with_hosts, write_plan
 
 pytestmark = pytest.mark.integration
-
-GIB = 1024 ** 3
 
 
 def _auth(server):
     return ["-e", server.url, "--username", server.username]
 
 
-def _plan(model_dir, *, uid, replicas, context_length=512, name="chat"):
-    plan = tiny_plan(model_dir, uid=uid, replicas=replicas, context_length=context_length)
+def _plan(model_dir, *, uid, replicas, context_length=512, name="chat", model_name="tiny-r1"):
+    plan = tiny_plan(model_dir, uid=uid, replicas=replicas, context_length=context_length, model_name=model_name)
     plan["deployments"][0]["name"] = name  # the deployment keeps its name across versions
     return plan
 
@@ -33,9 +31,7 @@ def _plan(model_dir, *, uid, replicas, context_length=512, name="chat"):
 def _with_host_ram(plan, total_gib: float, per_replica_gib: float) -> dict:
     """Give the plan the inventory it was made for: one CPU host with ``total_gib`` of RAM,
     each replica estimated at ``per_replica_gib`` (what the memory check per step uses)."""
-    plan["inventory"]["document"] = {"version": 1, "hosts": [{
-        "name": "localhost", "os": "linux", "arch": "x86_64", "cpu_cores": 2,
-        "memory_total_bytes": int(total_gib * GIB), "gpus": []}]}
+    with_hosts(plan, [cpu_host(ram_gib=total_gib)])
     plan["deployments"][0]["estimate"]["host_gib"] = per_replica_gib
     return plan
 
@@ -48,7 +44,8 @@ class Client(threading.Thread):
     retried twice, 0.2 s apart: Xinference 4.1's ``terminate_model_replica`` stops the
     replica on its worker before it takes the replica out of the round robin, and a request
     routed in between gets HTTP 500 "Model <uid>-rep<i> is in stopping state" (seen in these
-    tests). ``retried`` counts those; the next try lands on a replica that answers."""
+    tests), or, for a request already in flight, a generic HTTP 500 "The chat completion
+    request failed". ``retried`` counts those; the next try lands on a replica that answers."""
 
     def __init__(self, server, uids, limit_s=300.0):
         super().__init__(daemon=True)
@@ -95,6 +92,16 @@ class Client(threading.Thread):
         return [r for r in self.records if r[1] is None]
 
 
+# What a request gets from Xinference 4.1 when the replica it was routed to is being
+# terminated: routed after the stop began ("stopping state"), or cut off in flight (the API
+# layer's generic 500). Both were seen in these tests under load; a retry lands elsewhere.
+GOING_AWAY = ("is in stopping state", "The chat completion request failed")
+
+
+def _replica_going_away(error: str) -> bool:
+    return error.split(": ", 1)[1].startswith("HTTP 500") and any(m in error for m in GOING_AWAY)
+
+
 def _replicas(server, uid):
     inst = server.get("/v1/models/instances", model_name="tiny-r1", model_uid=uid)
     return [(r["replica_id"], r["status"]) for r in inst[0]["replica_statuses"]] if inst else []
@@ -131,7 +138,7 @@ def test_scale_one_to_two_and_back_answers_throughout(run_cli, login_env, tiny_m
     finally:
         client.stop()
     assert client.records and not client.failures(), client.failures()[:3]
-    assert all("stopping state" in r for r in client.retried), client.retried[:3]
+    assert all(_replica_going_away(r) for r in client.retried), client.retried[:3]
 
 
 def test_context_change_rolls_under_a_client_then_rollback(run_cli, login_env, tiny_model_dir, tmp_path):
@@ -171,7 +178,7 @@ def test_context_change_rolls_under_a_client_then_rollback(run_cli, login_env, t
     answered = {uid for _, uid, _ in client.records}
     assert answered == {"tiny-a", "tiny-b"}        # the client saw the handover ...
     assert not client.failures(), client.failures()[:3]   # ... and never went unanswered
-    assert all("stopping state" in r for r in client.retried), client.retried[:3]
+    assert all(_replica_going_away(r) for r in client.retried), client.retried[:3]
     st = json.loads((tmp_path / "state.json").read_text())
     assert st["deployments"]["chat"]["model_uid"] == "tiny-b" and len(st["history"]) == 2
 
@@ -195,7 +202,9 @@ def test_failed_new_replica_restores_the_old_configuration(run_cli, login_env, t
     assert code == 0, out + err
     before = json.loads((tmp_path / "state.json").read_text())
 
-    bad = _with_host_ram(_plan(tiny_model_dir, uid="tiny-b", replicas=2, context_length=1024), 5.0, 2.0)
+    # the new configuration is a new registration, which this apply makes: undone too
+    bad = _with_host_ram(_plan(tiny_model_dir, uid="tiny-b", replicas=2, context_length=1024,
+                               model_name="tiny-r1-b"), 5.0, 2.0)
     bad["deployments"][0]["launch"]["model_path"] = str(tmp_path / "missing" / "tiny.gguf")
     bad_path = write_plan(bad, tmp_path / "v2.yaml")
     code, out, err = run_cli("diff", bad_path, *_auth(server), *state, "--format", "json")
@@ -208,6 +217,8 @@ def test_failed_new_replica_restores_the_old_configuration(run_cli, login_env, t
     assert "failed at step 2/4" in err and "missing" in err          # the server's own reason
     assert "changed before the failure: terminated tiny-a-rep1" in err
     assert "restored: relaunched tiny-a-rep1 as tiny-a-rep" in err
+    assert "also rolled back what this apply launched and registered: unregistered tiny-r1-b" in err
+    assert server.custom_llm_names() == ["tiny-r1"]
     # the server is as before: the old uid with two READY replicas, nothing of the new one
     assert set(server.running_models()) == {"tiny-a"}
     assert [s for _, s in _replicas(server, "tiny-a")] == ["READY", "READY"]
@@ -215,3 +226,29 @@ def test_failed_new_replica_restores_the_old_configuration(run_cli, login_env, t
     assert after["deployments"] == before["deployments"] and after["history"] == before["history"]
     code, out, err = run_cli("diff", old_path, *_auth(server), *state)
     assert code == 0, out + err
+
+
+def test_a_swap_removes_the_old_deployment_before_launching_the_new(run_cli, login_env, tiny_model_dir, tmp_path):
+    """v2 drops deployment A and adds B (another name) on the same host, whose RAM (the
+    plan's inventory) holds one replica: A must stop before B starts."""
+    server = login_env
+    v1 = _with_host_ram(_plan(tiny_model_dir, uid="tiny-a", replicas=1, name="a"), 3.0, 2.0)
+    v2 = _with_host_ram(_plan(tiny_model_dir, uid="tiny-b", replicas=1, name="b"), 3.0, 2.0)
+    state = ["--state", tmp_path / "state.json"]
+    code, out, err = run_cli("apply", write_plan(v1, tmp_path / "v1.yaml"), *_auth(server), *state, "--no-smoke-test")
+    assert code == 0, out + err
+    code, out, err = run_cli("apply", write_plan(v2, tmp_path / "v2.yaml"), *_auth(server), *state, "--no-smoke-test")
+    assert code == 0, out + err
+    assert "remove a: terminated tiny-a" in out and "launch b:" in out
+    assert out.index("remove a: terminated tiny-a") < out.index("launch b:"), out
+    assert set(server.running_models()) == {"tiny-b"}
+    st = json.loads((tmp_path / "state.json").read_text())
+    assert set(st["deployments"]) == {"b"} and st["plan_path"] == str((tmp_path / "v2.yaml").resolve())
+
+    # rollback: B goes, A comes back, and the state names v1.yaml (found beside the state)
+    code, out, err = run_cli("rollback", *_auth(server), *state, "--no-smoke-test")
+    assert code == 0, out + err
+    assert out.index("remove b: terminated tiny-b") < out.index("launch a:"), out
+    assert set(server.running_models()) == {"tiny-a"}
+    st = json.loads((tmp_path / "state.json").read_text())
+    assert st["plan_path"] == str((tmp_path / "v1.yaml").resolve())

@@ -53,13 +53,6 @@ def credentials(api_key: str | None, username: str | None, prompt: bool = True):
     return Credentials(api_key=api_key or None)
 
 
-def load_plan(path: str) -> dict:
-    from xinf_planner.apply import validate_plan_document
-    from xinf_planner.docio import load_document
-
-    return validate_plan_document(load_document(path, "plan"))
-
-
 def state_path_for(plan_path: str, state_file: str | None) -> Path:
     from xinf_planner.state import default_state_path
 
@@ -98,10 +91,11 @@ def command(plan, endpoint, api_key, username, state_file, dry_run, no_smoke_tes
     6: authentication refused; 8: another apply holds the state lock.
     """
     from xinf_planner.apply import ApplyOptions, Reporter, apply_plan, dry_run_calls
+    from xinf_planner.plan import load_plan
     from xinf_planner.state import StateLock, load_state
     from xinf_planner.xinference import mask_url, resolve_endpoint
 
-    doc = load_plan(plan)
+    doc = load_plan(plan)  # the schema and every rule `xinf-plan validate` checks (exit 1)
     options = ApplyOptions(smoke_test=not no_smoke_test, keep_on_failure=keep_on_failure,
                            launch_timeout_s=launch_timeout, max_unavailable=max_unavailable,
                            allow_downtime=allow_downtime)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from xinf_planner.commands.apply import load_plan, open_connection, server_options, state_path_for
+from xinf_planner.commands.apply import open_connection, server_options, state_path_for
 
 EXAMPLE = """
 \b
@@ -59,6 +59,7 @@ def command(ctx, plan, endpoint, api_key, username, state_file, fmt, max_unavail
     nothing to do, 2 when apply would change something.
     """
     from xinf_planner.docio import dump_document
+    from xinf_planner.plan import load_plan
     from xinf_planner.rolling import gather, prepare
     from xinf_planner.state import load_state
 

@@ -32,7 +32,9 @@ def command(plan, endpoint, api_key, username, state_file, max_unavailable, allo
     changed is restored), 1 when the history holds no earlier plan.
     """
     from xinf_planner.apply import ApplyOptions, Reporter, apply_plan
+    from xinf_planner.commands.apply import gpu_probe
     from xinf_planner.errors import InvalidInput
+    from xinf_planner.plan import check_plan
     from xinf_planner.state import STATE_DIR, STATE_FILE, StateLock, default_state_path, load_state
 
     spath = Path(state_file) if state_file else default_state_path(plan) if plan else Path(STATE_DIR) / STATE_FILE
@@ -44,8 +46,33 @@ def command(plan, endpoint, api_key, username, state_file, max_unavailable, allo
             raise InvalidInput(f"{spath}: no earlier applied plan to roll back to "
                                f"({len(state.history)} in the history)")
         previous = state.history[-2]
+        # the same rules as `xinf-plan validate` and apply, before connecting (exit 1)
+        check_plan(previous["plan"], f"{spath}: the plan applied at {previous['applied_at']}")
         click.echo(f"rollback to the plan applied at {previous['applied_at']} ({previous['plan_hash'][:19]})")
         conn = open_connection(endpoint, api_key, username)
-        result = apply_plan(conn, previous["plan"], state, spath, None, Reporter(), options)
+        result = apply_plan(conn, previous["plan"], state, spath, plan_file_of(previous, plan, spath),
+                            Reporter(), options, gpu_probe)
     click.echo(f"rolled back: {', '.join(result.rolled + [f'add {n}' for n in result.launched]) or 'nothing to change'}; "
                f"state {spath}")
+
+
+def plan_file_of(entry: dict, plan: str | None, state_path: Path) -> str | None:
+    """The file the plan of a history entry came from, for the state's ``plan_path``: PLAN,
+    or a plan file beside the state file (or beside its .xinf-plan folder), whichever holds
+    this very plan (same plan_hash). None when no file does: the history records no paths,
+    and the path of the newer plan would name a plan that no longer runs."""
+    from xinf_planner.errors import XinfPlanError
+    from xinf_planner.plan import load_plan
+    from xinf_planner.state import plan_hash
+
+    candidates = [Path(plan)] if plan else []
+    for folder in dict.fromkeys([state_path.parent, state_path.parent.parent]):
+        candidates += sorted(p for ext in ("yaml", "yml", "json") for p in folder.glob(f"*.{ext}"))
+    for path in candidates:
+        try:
+            if path.is_file() and path.stat().st_size < (16 << 20) \
+                    and plan_hash(load_plan(path, check="none")) == entry["plan_hash"]:
+                return str(path.resolve())
+        except (XinfPlanError, OSError):
+            continue
+    return None

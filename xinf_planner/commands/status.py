@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from xinf_planner.commands.apply import load_plan, open_connection, server_options
+from xinf_planner.commands.apply import open_connection, server_options
 
 EXAMPLE = """
 \b
@@ -20,10 +20,11 @@ def plan_or_last_applied(plan: str | None, state_file: str | None) -> dict:
     model on the server is listed as owned by no plan)."""
     from pathlib import Path
 
+    from xinf_planner.plan import load_plan
     from xinf_planner.state import STATE_DIR, STATE_FILE, load_state
 
     if plan:
-        return load_plan(plan)
+        return load_plan(plan, check="schema")  # lenient: show drift even of a plan that no longer fits
     path = Path(state_file) if state_file else Path(STATE_DIR) / STATE_FILE
     state = load_state(path)
     if state.history:
