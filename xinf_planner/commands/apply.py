@@ -87,7 +87,8 @@ def command(plan, endpoint, api_key, username, state_file, dry_run, no_smoke_tes
     Idempotent: what already runs as planned is left alone. A deployment that runs
     differently is changed one replica at a time (scale, or a rolling replace that never
     overfills a GPU; see `xinf-plan diff`). On failure, what this apply started is rolled
-    back (exit 7). Exit 5: server unreachable or too old;
+    back (exit 7). Exit 1: the plan fails `xinf-plan validate` (checked before connecting);
+    5: server unreachable or too old;
     6: authentication refused; 8: another apply holds the state lock.
     """
     from xinf_planner.apply import ApplyOptions, Reporter, apply_plan, dry_run_calls

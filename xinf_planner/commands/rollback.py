@@ -29,7 +29,8 @@ def command(plan, endpoint, api_key, username, state_file, max_unavailable, allo
     """Re-apply the previous plan in the state's history (PLAN only locates the state
     file beside it; default ./.xinf-plan/state.json). The history keeps every applied
     plan, so a second rollback goes forward again. Exit 7 when the rollout fails (what it
-    changed is restored), 1 when the history holds no earlier plan.
+    changed is restored), 1 when the history holds no earlier plan or that plan fails
+    `xinf-plan validate` (checked before connecting).
     """
     from xinf_planner.apply import ApplyOptions, Reporter, apply_plan
     from xinf_planner.commands.apply import gpu_probe
