@@ -252,3 +252,8 @@ def test_rollback_finds_the_file_of_the_plan_it_reapplies(tmp_path):
     assert plan_file_of(entry, str(tmp_path / "v2.yaml"), spath) == str((tmp_path / "v1.yaml").resolve())
     assert plan_file_of({"plan_hash": "sha256:none"}, str(tmp_path / "v2.yaml"), spath) is None
     assert plan_errors(v1) == plan_errors(v2) == []     # the swap is between plans validate accepts
+    # a recorded path elsewhere (apply ran from another folder) is found first
+    elsewhere = tmp_path / "other" / "v1-copy.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text((tmp_path / "v1.yaml").read_text(), encoding="utf-8")
+    assert plan_file_of({**entry, "plan_path": str(elsewhere)}, None, spath) == str(elsewhere.resolve())

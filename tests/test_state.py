@@ -145,3 +145,10 @@ def test_credentials_in_the_endpoint_url_are_refused_without_echoing_them():
     with pytest.raises(InvalidInput):
         resolve_endpoint(None, {"XINFERENCE_ENDPOINT": "bob:pw@h:9997"})
     assert resolve_endpoint("http://h:9997/", {}) == "http://h:9997"
+
+
+def test_history_entries_record_the_plan_file(tmp_path):
+    st = State()
+    st.record_applied({"version": 1, "deployments": []}, "/plans/v1.yaml", "http://h:9997")
+    save_state(tmp_path / "s.json", st)
+    assert load_state(tmp_path / "s.json").history[-1]["plan_path"] == "/plans/v1.yaml"

@@ -106,7 +106,8 @@ class State:
         self.endpoint = endpoint
         self.applied_at = stamp
         if not self.history or self.history[-1].get("plan_hash") != self.plan_hash:
-            self.history.append({"plan_hash": self.plan_hash, "plan": plan, "applied_at": stamp})
+            self.history.append({"plan_hash": self.plan_hash, "plan": plan, "applied_at": stamp,
+                                 "plan_path": plan_path})
             del self.history[:-HISTORY_LIMIT]
 
 

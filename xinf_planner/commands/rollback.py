@@ -60,13 +60,13 @@ def command(plan, endpoint, api_key, username, state_file, max_unavailable, allo
 def plan_file_of(entry: dict, plan: str | None, state_path: Path) -> str | None:
     """The file the plan of a history entry came from, for the state's ``plan_path``: PLAN,
     or a plan file beside the state file (or beside its .xinf-plan folder), whichever holds
-    this very plan (same plan_hash). None when no file does: the history records no paths,
-    and the path of the newer plan would name a plan that no longer runs."""
+    this very plan (same plan_hash), the path the history recorded first. None when no file
+    does: the path of the newer plan would name a plan that no longer runs."""
     from xinf_planner.errors import XinfPlanError
     from xinf_planner.plan import load_plan
     from xinf_planner.state import plan_hash
 
-    candidates = [Path(plan)] if plan else []
+    candidates = [Path(p) for p in (plan, entry.get("plan_path")) if p]
     for folder in dict.fromkeys([state_path.parent, state_path.parent.parent]):
         candidates += sorted(p for ext in ("yaml", "yml", "json") for p in folder.glob(f"*.{ext}"))
     for path in candidates:
