@@ -65,6 +65,19 @@ def open_connection(endpoint, api_key, username):
     return connect(resolve_endpoint(endpoint, os.environ), credentials(api_key, username))
 
 
+def echo_report(ctx, report: dict, fmt: str, render_table, out_of_sync_code: int) -> None:
+    """Print a status/diff report as a table or a document; exit with ``out_of_sync_code``
+    when the server and the plan differ."""
+    from xinf_planner.docio import dump_document
+
+    if fmt == "table":
+        click.echo(render_table(report))
+    else:
+        click.echo(dump_document(report, fmt), nl=False)
+    if not report["in_sync"]:
+        ctx.exit(out_of_sync_code)
+
+
 def gpu_probe():
     from xinf_planner.probe.nvml import probe_nvidia
 

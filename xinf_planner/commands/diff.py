@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from xinf_planner.commands.apply import open_connection, server_options, state_path_for
+from xinf_planner.commands.apply import echo_report, open_connection, server_options, state_path_for
 
 EXAMPLE = """
 \b
@@ -58,7 +58,6 @@ def command(ctx, plan, endpoint, api_key, username, state_file, fmt, max_unavail
     changed fields are shown) or unchanged, with the rollout's steps. Exit 0 when there is
     nothing to do, 2 when apply would change something.
     """
-    from xinf_planner.docio import dump_document
     from xinf_planner.plan import load_plan
     from xinf_planner.rolling import gather, prepare
     from xinf_planner.state import load_state
@@ -67,9 +66,4 @@ def command(ctx, plan, endpoint, api_key, username, state_file, fmt, max_unavail
     state = load_state(state_path_for(plan, state_file))
     conn = open_connection(endpoint, api_key, username)
     report = prepare(doc, gather(conn, doc, state), max_unavailable, allow_downtime).to_dict()
-    if fmt == "table":
-        click.echo(render_table(report))
-    else:
-        click.echo(dump_document(report, fmt), nl=False)
-    if not report["in_sync"]:
-        ctx.exit(2)
+    echo_report(ctx, report, fmt, render_table, 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from xinf_planner.commands.apply import open_connection, server_options
+from xinf_planner.commands.apply import echo_report, open_connection, server_options
 
 EXAMPLE = """
 \b
@@ -65,14 +65,8 @@ def command(ctx, plan, endpoint, api_key, username, state_file, fmt):
     plus models no plan owns. Without PLAN, the plan last applied with the state file
     (--state, default ./.xinf-plan/state.json). Exit 0 when everything matches, 4 on drift."""
     from xinf_planner.apply import collect_status
-    from xinf_planner.docio import dump_document
 
     doc = plan_or_last_applied(plan, state_file)
     conn = open_connection(endpoint, api_key, username)
     report = collect_status(conn, doc)
-    if fmt == "table":
-        click.echo(render_table(report))
-    else:
-        click.echo(dump_document(report, fmt), nl=False)
-    if not report["in_sync"]:
-        ctx.exit(4)
+    echo_report(ctx, report, fmt, render_table, 4)
