@@ -152,3 +152,13 @@ def test_history_entries_record_the_plan_file(tmp_path):
     st.record_applied({"version": 1, "deployments": []}, "/plans/v1.yaml", "http://h:9997")
     save_state(tmp_path / "s.json", st)
     assert load_state(tmp_path / "s.json").history[-1]["plan_path"] == "/plans/v1.yaml"
+
+
+def test_a_state_that_cannot_be_saved_during_rollback_is_noted_not_raised(tmp_path):
+    from xinf_planner.state import save_state_noting
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    left: list[str] = []
+    save_state_noting(blocker / "state.json", State(), left)
+    assert len(left) == 1 and left[0].startswith("state file not updated (cannot write")

@@ -36,7 +36,7 @@ from xinf_planner.errors import (
     XinfPlanError,
 )
 from xinf_planner.cluster import launch_args, parse_worker_ips, placement_mismatches, unfilled_env
-from xinf_planner.state import State, save_state
+from xinf_planner.state import State, save_state, save_state_noting
 
 LAUNCH_TIMEOUT_S = 900.0
 POLL_INTERVAL_S = 1.0
@@ -710,10 +710,7 @@ def rollback(conn, plan: dict, state: State, state_path, result: ApplyResult,
             undone.append(f"unregistered {model_name}")
         except (XinfPlanError, KeyboardInterrupt) as exc:
             left.append(f"registration {model_name} ({exc})")
-    try:
-        save_state(state_path, state)
-    except OSError as exc:
-        left.append(f"state file not updated ({exc})")
+    save_state_noting(state_path, state, left)
     for item in undone:
         reporter.line(f"rollback: {item}")
     return undone, left

@@ -304,7 +304,7 @@ def _restore(conn, done: list[Done], old_launch: dict, change: Change, state, st
     """Undo the steps in reverse: terminate what was launched, relaunch what was terminated
     (on the old uid, with the old configuration and its pin)."""
     from xinf_planner.apply import _wait_ready
-    from xinf_planner.state import save_state
+    from xinf_planner.state import save_state_noting
 
     restored, left = [], []
     for d in reversed(done):
@@ -325,10 +325,7 @@ def _restore(conn, done: list[Done], old_launch: dict, change: Change, state, st
             left.append(f"{label} ({exc})")
     if not any(d.step.action == LAUNCH and d.uid in conn.running() for d in done):
         state.deployments.pop(_rolling_key(change), None)
-    try:
-        save_state(state_path, state)
-    except OSError as exc:
-        left.append(f"state file not updated ({exc})")
+    save_state_noting(state_path, state, left)
     for item in restored:
         reporter.line(f"restore: {item}")
     return restored, left

@@ -129,6 +129,15 @@ def save_state(path, state: State) -> None:
     write_atomic(path, text, mode=0o600)
 
 
+def save_state_noting(path, state: State, left: list[str]) -> None:
+    """Save during a rollback: a state file that cannot be written is noted in ``left`` (what
+    could not be undone is reported together), never raised over the rollback's own report."""
+    try:
+        save_state(path, state)
+    except (OSError, InvalidInput) as exc:
+        left.append(f"state file not updated ({exc})")
+
+
 class StateLock:
     """``with StateLock(state_path): ...``; raises StateLocked when another process holds it."""
 
