@@ -7,7 +7,7 @@ setup(
     packages=find_packages(include=["xinf_planner", "xinf_planner.*"]) + ["xinf_planner._templates"],
     package_dir={"xinf_planner._templates": "templates"},
     package_data={
-        "xinf_planner": ["schemas/*.json", "catalog/data/*.yaml", "catalog/data/*.json", "rules.yaml"],
+        "xinf_planner.core": ["schemas/*.json", "rules.yaml", "catalog/data/*.yaml", "catalog/data/*.json"],
         "xinf_planner._templates": ["engines/*.yaml", "render/*.tmpl"],
     },
 )

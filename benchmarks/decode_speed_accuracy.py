@@ -3,7 +3,7 @@
 
 Rows: benchmarks/data/decode_measurements.yaml (llama.cpp llama-bench tg128 on NVIDIA GPUs, Apple
 silicon and a CPU; vLLM, SGLang and TensorRT-LLM single requests on H100/H200). For each row it
-prints the measured tokens/s per sequence, xinf-plan's estimate (xinf_planner.memory.estimate,
+prints the measured tokens/s per sequence, xinf-plan's estimate (xinf_planner.core.memory.estimate,
 speed from memory/speed.py), their ratio, and whether the row is held out of tuning (every third
 row of the file). Then the median absolute error over the tuning rows and over the held-out rows.
 
@@ -20,12 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from xinf_planner.catalog.gpus import lookup_gpu  # noqa: E402
-from xinf_planner.catalog.models import ModelArch, get_model  # noqa: E402
-from xinf_planner.docio import load_document  # noqa: E402
-from xinf_planner.memory import estimate  # noqa: E402
-from xinf_planner.memory.speed import decode_speed  # noqa: E402
-from xinf_planner.memory.types import EstimateInput  # noqa: E402
+from xinf_planner.core.catalog.gpus import lookup_gpu  # noqa: E402
+from xinf_planner.core.catalog.models import ModelArch, get_model  # noqa: E402
+from xinf_planner.core.documents import load_document  # noqa: E402
+from xinf_planner.core.memory import estimate  # noqa: E402
+from xinf_planner.core.serving.decode import decode_speed  # noqa: E402
+from xinf_planner.core.memory.types import EstimateInput  # noqa: E402
 
 MEASUREMENTS = ROOT / "benchmarks" / "data" / "decode_measurements.yaml"
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Estimator accuracy against real vLLM/SGLang start-up logs, side by side with two other rules.
 
-Rows: ../shared/calibration/measurements.yaml (or --measurements). For every row that logs the
+Rows: benchmarks/data/memory_measurements.yaml (a copy of shared/calibration/measurements.yaml) (or --measurements). For every row that logs the
 weights per GPU, and every row whose KV pool is logged together with the GPU total (or SGLang's
 free memory before loading), it prints the measured figure and three estimates with their errors:
 
-* ours      xinf_planner.memory.estimate
+* ours      xinf_planner.core.memory.estimate
 * xinf      Xinference's own estimate_llm_gpu_memory (4.1, allow_download=False): its model_mem per
             GPU (divided by TP) for weights; for the KV pool, the engine budget (vLLM: utilisation x
             total; SGLang: mem_fraction_static x free memory before loading) minus its weights per
@@ -28,11 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from xinf_planner.docio import load_document  # noqa: E402
-from xinf_planner.memory import estimate  # noqa: E402
-from xinf_planner.memory.calibration import row_input  # noqa: E402
-from xinf_planner.memory.kv import kv_bytes_per_token  # noqa: E402
-from xinf_planner.memory.pool import binding_layers  # noqa: E402
+from xinf_planner.core.documents import load_document  # noqa: E402
+from xinf_planner.core.memory import estimate  # noqa: E402
+from xinf_planner.core.memory.calibration import row_input  # noqa: E402
+from xinf_planner.core.memory.kv import kv_bytes_per_token  # noqa: E402
+from xinf_planner.core.memory.pool import binding_layers  # noqa: E402
 
 GIB = 2**30
 MIB = 2**20
@@ -84,7 +84,7 @@ def fmt_err(e):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="estimator accuracy against measured start-up logs")
-    ap.add_argument("--measurements", type=Path, default=ROOT.parent / "shared" / "calibration" / "measurements.yaml")
+    ap.add_argument("--measurements", type=Path, default=ROOT / "benchmarks" / "data" / "memory_measurements.yaml")
     args = ap.parse_args(argv)
     rows = load_document(args.measurements)["rows"]
 

@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from xinf_planner.docio import dump_document  # noqa: E402
-from xinf_planner.inventory import Inventory, load_inventory  # noqa: E402
-from xinf_planner.planner import make_plan  # noqa: E402
-from xinf_planner.request import request_from_intent  # noqa: E402
+from xinf_planner.core.documents import dump_document  # noqa: E402
+from xinf_planner.core.inventory import Inventory, load_inventory  # noqa: E402
+from xinf_planner.core.planning.search import make_plan  # noqa: E402
+from xinf_planner.core.request import request_from_intent  # noqa: E402
 
 INTENT = {
     "models": [

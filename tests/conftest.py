@@ -1,17 +1,16 @@
-"""Shared test helpers. Integration fixtures live in tests/integration/."""
+"""Shared test helpers: ``run_cli``. Tests mirror the layers: ``core/`` (pure, no server, no
+hardware), ``shell/`` (recorded hardware answers replayed, files), ``cli/`` (the entry point),
+``integration/`` (real Xinference servers); ``support/`` holds paths, fixtures and stand-ins."""
 
 from __future__ import annotations
 
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
-SHARED = ROOT.parent / "shared"
+from support.paths import EXAMPLES, ROOT, SHARED  # noqa: F401  (re-exported for older imports)
 
 
 @pytest.fixture
@@ -20,7 +19,7 @@ def run_cli():
 
     Returns (exit_code, stdout, stderr), exactly what a user's shell would see.
     """
-    from xinf_planner.cli import main
+    from xinf_planner.cli.main import main
 
     def _run(*args, input: str | None = None):
         out, err = StringIO(), StringIO()

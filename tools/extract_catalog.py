@@ -35,7 +35,7 @@ FAMILIES = (
     "deepseek-r1-0528-qwen3",
 )
 DEFAULT_HUB = "huggingface"
-OUT = Path(__file__).resolve().parent.parent / "xinf_planner" / "catalog" / "data" / "xinference_specs.yaml"
+OUT = Path(__file__).resolve().parent.parent / "xinf_planner" / "core" / "catalog" / "data" / "xinference_specs.yaml"
 _SIZE_IN_ID = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)[Bb](?![A-Za-z])")
 
 

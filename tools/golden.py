@@ -70,7 +70,7 @@ def cases() -> dict[str, list[str]]:
 
 
 def run(args: list[str]) -> tuple[int, str, str]:
-    from xinf_planner.cli import main
+    from xinf_planner.cli.main import main
 
     out, err = StringIO(), StringIO()
     code = 0

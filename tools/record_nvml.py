@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Record this machine's NVML answers into a test fixture (tests/fixtures/nvml/<name>.json).
+"""Record this machine's NVML answers into a test fixture (tests/support/fixtures/nvml/<name>.json).
 
 Run it on a real NVIDIA machine (nvidia-ml-py installed):
 
@@ -7,7 +7,7 @@ Run it on a real NVIDIA machine (nvidia-ml-py installed):
 
 It runs xinf-plan's own NVML probe through a recording proxy of ``pynvml``, so the
 fixture holds exactly the calls the probe makes and each answer (or NVML error), in
-the format that tests/fake_nvml.py replays. Handles are written as device indexes.
+the format that tests/support/fake_nvml.py replays. Handles are written as device indexes.
 The fixture holds GPU UUIDs and PCI bus ids; it holds no hostname, user or process
 names (only the number of compute processes per GPU, with their pids).
 """
@@ -89,8 +89,8 @@ def main(argv=None) -> int:
 
     import pynvml
 
-    from xinf_planner.docio import write_atomic
-    from xinf_planner.probe.nvml import probe_nvidia
+    from xinf_planner.core.documents import write_atomic
+    from xinf_planner.shell.probe.nvml import probe_nvidia
 
     recorder = RecordingNVML(pynvml)
     result = probe_nvidia(nvml=recorder)

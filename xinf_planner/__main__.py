@@ -1,3 +1,3 @@
-from xinf_planner.cli import main
+from xinf_planner.cli.main import main
 
 main()

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xinf_planner.docio import dump_document
-from xinf_planner.inventory import Inventory, fingerprint
-from xinf_planner.localmodel import detect, registration_for, size_in_billions
-from xinf_planner.plan import check_plan
+from xinf_planner.core.documents import dump_document
+from xinf_planner.core.inventory import Inventory, fingerprint
+from xinf_planner.shell.local_weights import detect, registration_for, size_in_billions
+from xinf_planner.core.plan.validate import check_plan
 
 FAMILY = "deepseek-r1-distill-qwen"
 GIB = 1024 ** 3

@@ -4,9 +4,9 @@ model id on the hub the catalog says, quirks included."""
 
 import pytest
 
-from xinf_planner import catalog
-from xinf_planner.catalog.live import live_spec
-from xinf_planner.catalog.specs import DEFAULT_HUB
+from xinf_planner.core import catalog
+from xinf_planner.core.catalog.live import live_spec
+from xinf_planner.core.catalog.specs import DEFAULT_HUB
 from xinf_planner.errors import InvalidInput
 
 pytestmark = pytest.mark.integration

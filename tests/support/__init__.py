@@ -1,0 +1,1 @@
+"""Test support: paths, recorded hardware answers (``fixtures/``) and the NVML stand-in."""

@@ -1,0 +1,174 @@
+"""`xinf-plan inspect`: describe this machine (or join per-host inventories) as an inventory."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import click
+
+from xinf_planner.core.documents import dump_document, write_atomic
+from xinf_planner.core.inventory import GIB, Host, Inventory
+
+FORMATS = ("table", "json", "yaml")
+
+
+@click.command("inspect", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--merge", is_flag=True,
+              help="Join the per-host inventory FILES into one (host names must be unique).")
+@click.option("--name", metavar="NAME", help="This host's name in the inventory [default: the hostname].")
+@click.option("--worker-address", metavar="IP:PORT", callback=lambda ctx, param, value: _address(value),
+              help="This host's Xinference worker address, as the supervisor lists it.")
+@click.option("--endpoint", "-e", metavar="URL",
+              help="Read a whole cluster from its Xinference supervisor (GET /v1/cluster/info) "
+                   "instead of this machine. $XINFERENCE_ENDPOINT does not switch modes.")
+@click.option("--api-key", "-ak", envvar="XINFERENCE_API_KEY", default=None,
+              help="With --endpoint: an admin access token [env: XINFERENCE_API_KEY].")
+@click.option("--username", "-u", default=None,
+              help="With --endpoint: log in as this user; the password comes from $XINFERENCE_PASSWORD.")
+@click.option("--hosts", "host_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              metavar="FILE", help="With --endpoint: per-host inventories (repeatable); each worker whose "
+                                   "worker_address they list takes its GPU detail from them.")
+@click.option("--gpu-name", metavar="NAME",
+              help="With --endpoint: the GPU model of workers without a --hosts inventory "
+                   "(e.g. 'NVIDIA H100 80GB HBM3'); their GPUs are assumed identical.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Output format [default: table on a terminal, yaml otherwise; "
+                   "with -o, from the file's extension].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the inventory to FILE (atomically) instead of stdout.")
+def command(files, merge, name, worker_address, endpoint, api_key, username, host_files, gpu_name, fmt,
+            output):
+    """Describe this machine's GPUs, CPU and memory as an inventory (format v1).
+
+    \b
+    NVIDIA GPUs are read through NVML, Apple silicon through sysctl, CPU and
+    memory from /proc (Linux) or sysctl (macOS). Without a GPU or driver the
+    inventory has no GPUs and a note saying why.
+
+    \b
+    Examples:
+      xinf-plan inspect                                  # table on a terminal
+      xinf-plan inspect --name gpu-a --worker-address 10.0.0.11:30001 -o gpu-a.yaml
+      xinf-plan inspect --merge gpu-a.yaml gpu-b.yaml -o cluster.yaml
+      XINFERENCE_PASSWORD=... xinf-plan inspect -e http://10.0.0.5:9997 --username admin \\
+          --hosts gpu-a.yaml --hosts gpu-b.yaml -o cluster.yaml
+    """
+    if endpoint:
+        if files or merge or name or worker_address:
+            raise click.UsageError("--endpoint reads the cluster; it cannot be used with FILES, --merge, "
+                                   "--name or --worker-address")
+        inventory = _from_cluster(endpoint, api_key, username, host_files, gpu_name)
+    elif host_files or gpu_name:
+        raise click.UsageError("--hosts and --gpu-name go with --endpoint")
+    else:
+        inventory = _collect(files, merge, name, worker_address)
+    if output:
+        file_fmt = _file_format(fmt, output)
+        write_atomic(output, dump_document(inventory.to_dict(), file_fmt))
+        hosts = len(inventory.hosts)
+        gpus = sum(len(h.gpus) for h in inventory.hosts)
+        click.echo(f"wrote {output}: {hosts} host{'s' * (hosts != 1)}, {gpus} GPU{'s' * (gpus != 1)}",
+                   err=True)
+        return
+    fmt = fmt or ("table" if sys.stdout.isatty() else "yaml")
+    click.echo(format_table(inventory) if fmt == "table" else dump_document(inventory.to_dict(), fmt),
+               nl=fmt == "table")
+
+
+def _address(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[^\s:]+:[0-9]{1,5}", value):
+        raise click.BadParameter(f"{value!r} is not IP:PORT (e.g. 10.0.0.11:30001)")
+    return value
+
+
+def _from_cluster(endpoint, api_key, username, host_files, gpu_name) -> Inventory:
+    """The cluster's inventory from its supervisor; each assumption made is one stderr line."""
+    from xinf_planner.cli.commands.apply import credentials
+    from xinf_planner.core.inventory import load_inventory, merge_inventories
+    from xinf_planner.shell.probe.cluster import probe_cluster
+    from xinf_planner.shell.server import connect, resolve_endpoint
+
+    hosts = merge_inventories([(f, load_inventory(f)) for f in host_files]) if host_files else None
+    conn = connect(resolve_endpoint(endpoint, {}), credentials(api_key, username))
+    inventory, warnings = probe_cluster(conn, hosts, gpu_name)
+    for line in warnings:
+        click.echo(f"warning: {line}", err=True)
+    return inventory
+
+
+def _collect(files, merge, name, worker_address) -> Inventory:
+    """Where the inventory comes from: inventory files to join, or this machine."""
+    if merge:
+        if not files:
+            raise click.UsageError("--merge needs at least one inventory file")
+        if name or worker_address:
+            raise click.UsageError("--name and --worker-address describe this machine; "
+                                   "they cannot be used with --merge")
+        from xinf_planner.core.inventory import load_inventory, merge_inventories
+
+        return merge_inventories([(f, load_inventory(f)) for f in files])
+    if files:
+        raise click.UsageError("inventory files are only read with --merge")
+    from xinf_planner.shell.probe import probe_local
+
+    probed = probe_local(name=name, worker_address=worker_address)
+    # what we write must be a valid inventory: check it like any input
+    return Inventory.from_dict(probed.to_dict(), "probed inventory")
+
+
+def _file_format(fmt: str | None, path: str) -> str:
+    if fmt == "table":
+        raise click.UsageError("-o writes yaml or json; drop --format table")
+    if fmt:
+        return fmt
+    return "json" if path.lower().endswith(".json") else "yaml"
+
+
+def _gib(n: int | None) -> str:
+    return "-" if n is None else f"{n / GIB:.1f} GiB"
+
+
+def _rows(header: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+
+
+def _host_lines(h: Host) -> list[str]:
+    where = f" [{h.worker_address}]" if h.worker_address else ""
+    lines = [f"host {h.name}{where}: {h.os} {h.arch}, {h.cpu_model or 'unknown CPU'}, "
+             f"{h.cpu_cores} logical CPUs, memory {_gib(h.memory_total_bytes)}"
+             + (f" ({_gib(h.memory_available_bytes)} available)" if h.memory_available_bytes is not None else "")]
+    extras = []
+    if h.driver_version:
+        extras.append(f"driver {h.driver_version}")
+    if h.cuda_version:
+        extras.append(f"CUDA {h.cuda_version}")
+    if h.gpu_wired_limit_bytes is not None:
+        extras.append(f"GPU wired-memory limit {_gib(h.gpu_wired_limit_bytes)}")
+    if extras:
+        lines.append("  " + ", ".join(extras))
+    if h.gpus:
+        header = ["GPU", "NAME", "MEMORY", "USED", "CC", "BUS ID", "NUMA", "MIG", "PROCS"]
+        rows = [[str(g.index), g.name, _gib(g.memory_total_bytes), _gib(g.memory_used_bytes),
+                 g.compute_capability or ("unified" if g.unified_memory else "-"),
+                 g.pci_bus_id or "-", "-" if g.numa_node is None else str(g.numa_node),
+                 "-" if g.mig_mode is None else ("on" if g.mig_mode else "off"),
+                 "-" if g.compute_processes is None else str(g.compute_processes)] for g in h.gpus]
+        lines += _rows(header, rows)
+    else:
+        lines.append("  no GPUs")
+    if h.topology and len(h.gpus) > 1:
+        labels = [f"GPU{g.index}" for g in h.gpus]
+        lines.append("  topology (nvidia-smi topo -m):")
+        lines += _rows(["", *labels], [[label, *row] for label, row in zip(labels, h.topology)], "    ")
+    lines += [f"  note: {n}" for n in h.notes]
+    return lines
+
+
+def format_table(inv: Inventory) -> str:
+    """A readable summary of an inventory, one block per host."""
+    blocks = ["\n".join(_host_lines(h)) for h in inv.hosts]
+    blocks += [f"note: {n}" for n in inv.notes]
+    return "\n\n".join(blocks)
