@@ -7,7 +7,8 @@ setup(
     packages=find_packages(include=["xinf_planner", "xinf_planner.*"]) + ["xinf_planner._templates"],
     package_dir={"xinf_planner._templates": "templates"},
     package_data={
-        "xinf_planner.core": ["schemas/*.json", "rules.yaml", "catalog/data/*.yaml", "catalog/data/*.json"],
-        "xinf_planner._templates": ["engines/*.yaml", "render/*.tmpl"],
+        "xinf_planner.core": ["schemas/*.json", "rules.yaml", "engines.yaml", "catalog/data/*.yaml",
+                              "catalog/data/*.json", "memory/constants.yaml", "serving/constants.yaml"],
+        "xinf_planner._templates": ["render/*.tmpl"],
     },
 )

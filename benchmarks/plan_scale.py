@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from xinf_planner.core.documents import dump_document  # noqa: E402
 from xinf_planner.core.inventory import Inventory, load_inventory  # noqa: E402
-from xinf_planner.core.planning.search import make_plan  # noqa: E402
+from xinf_planner.core.planning import make_plan  # noqa: E402
 from xinf_planner.core.request import request_from_intent  # noqa: E402
 
 INTENT = {

@@ -31,7 +31,7 @@ def unpacked_wheel(tmp_path_factory):
 
 def test_wheel_ships_templates_and_data(unpacked_wheel):
     pkg = unpacked_wheel / "xinf_planner"
-    for rel in ["_templates/engines/vllm.yaml", "_templates/engines/llama.cpp.yaml",
+    for rel in ["core/engines.yaml", "core/memory/constants.yaml", "core/serving/constants.yaml",
                 "_templates/render/python.py.tmpl", "core/schemas/plan.schema.json",
                 "core/schemas/inventory.schema.json", "core/schemas/intent.schema.json",
                 "core/catalog/data/models.yaml", "core/rules.yaml"]:

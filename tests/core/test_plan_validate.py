@@ -9,7 +9,7 @@ from support.paths import EXAMPLES
 from xinf_planner.core.documents import dump_document
 from xinf_planner.core.inventory import load_inventory
 from xinf_planner.core.plan.validate import plan_errors
-from xinf_planner.core.planning.search import make_plan
+from xinf_planner.core.planning import make_plan
 from xinf_planner.core.request import request_from_intent
 
 HOSTS = EXAMPLES / "hosts"

@@ -11,7 +11,8 @@ from xinf_planner.core.documents import dump_document, parse_document
 from xinf_planner.errors import NothingFits
 from xinf_planner.core.inventory import GIB, load_inventory
 from xinf_planner.core.plan.validate import plan_errors
-from xinf_planner.core.planning.search import balanced_score, make_plan
+from xinf_planner.core.planning import make_plan
+from xinf_planner.core.planning.scoring import balanced_score
 from xinf_planner.core.request import request_from_intent
 
 HOSTS = EXAMPLES / "hosts"

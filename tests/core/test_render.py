@@ -14,9 +14,17 @@ import pytest
 from support.paths import EXAMPLES
 from xinf_planner.core.documents import dump_document
 from xinf_planner.core.inventory import load_inventory
-from xinf_planner.core.planning.search import make_plan
-from xinf_planner.core.render import render
+from xinf_planner.core.planning import make_plan
+from xinf_planner.core.render import TEMPLATES
+from xinf_planner.core.render import render as render_with
 from xinf_planner.core.request import request_from_intent
+from xinf_planner.shell.templates import read_templates
+
+
+def render(doc, fmt, folder=None):
+    """The plan rendered with the shipped templates (or those of ``folder``)."""
+    return render_with(doc, fmt, read_templates(TEMPLATES[fmt], folder))
+
 
 HOSTS = EXAMPLES / "hosts"
 CASES = [("6xt4.yaml", "deepseek-r1-distill-qwen:7", 16),          # gpu_idx + replica, dtype

@@ -3,7 +3,7 @@ config.json, via the catalog) and the engines' documented floors."""
 
 import pytest
 
-from xinf_planner.core import rules
+from xinf_planner.core import engines, rules
 from xinf_planner.core.catalog import get_model
 from xinf_planner.core.inventory import Host
 
@@ -109,6 +109,6 @@ def test_family_engines_follow_xinference_markers():
 
 
 def test_engine_names_are_case_insensitive():
-    assert rules.normalise_engine("vLLM") == "vllm"
-    assert rules.normalise_engine("SGLang") == "sglang"
-    assert rules.normalise_engine("llama.cpp") == "llama.cpp"
+    assert engines.canonical("vLLM") == "vllm"
+    assert engines.canonical("SGLang") == "sglang"
+    assert engines.canonical("llama.cpp") == "llama.cpp"

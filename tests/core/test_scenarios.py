@@ -6,11 +6,11 @@ from functools import lru_cache
 import pytest
 
 from support.paths import EXAMPLES
-from xinf_planner.core import rules
+from xinf_planner.core import engines, rules
 from xinf_planner.errors import NothingFits
 from xinf_planner.core.inventory import GIB, load_inventory
 from xinf_planner.core.plan.validate import plan_errors
-from xinf_planner.core.planning.search import make_plan
+from xinf_planner.core.planning import make_plan
 from xinf_planner.core.request import request_from_intent
 
 HOSTS = EXAMPLES / "hosts"
@@ -52,7 +52,7 @@ def test_every_example_plans_or_explains(inventory, model):
         assert launch["reasoning_content"] is True
         widths = {len(p["gpus"]) for p in dep["placement"]}
         assert widths <= {0, 1, 2, 4, 8, 16}                    # never TP 3, 5, 6 or 7
-        engine = rules.normalise_engine(launch["model_engine"])
+        engine = engines.canonical(launch["model_engine"])
         for place in dep["placement"]:
             host = inv.host(place["host"])
             for idx in place["gpus"]:

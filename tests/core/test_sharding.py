@@ -15,7 +15,7 @@ import pytest
 from support.paths import EXAMPLES
 from xinf_planner.core.inventory import Inventory, load_inventory
 from xinf_planner.core.plan.validate import plan_errors
-from xinf_planner.core.planning.search import make_plan
+from xinf_planner.core.planning import make_plan
 from xinf_planner.core.request import request_from_intent
 
 from support.intents import R1_FP8  # noqa: E402

@@ -33,7 +33,7 @@ def _bystander(server, tiny_model_dir, launch: bool = True) -> None:
     """A model that ran before apply, registered (and launched) by someone else."""
     headers = {"Authorization": f"Bearer {server.token()}"}
     spec = tiny_plan(tiny_model_dir, model_name="tiny-bystander")["deployments"][0]
-    from xinf_planner.shell.local_weights import registration_spec
+    from xinf_planner.core.registration import registration_spec
 
     doc = registration_spec(spec["registration"], spec["launch"]["model_size_in_billions"])
     r = requests.post(f"{server.url}/v1/model_registrations/LLM", headers=headers, timeout=60,

@@ -24,7 +24,7 @@ from xinf_planner.core.documents import dump_document
 from xinf_planner.errors import InvalidInput
 from xinf_planner.core.inventory import load_inventory
 from xinf_planner.core.plan.validate import load_plan, plan_errors
-from xinf_planner.core.planning.search import make_plan
+from xinf_planner.core.planning import make_plan
 from xinf_planner.core.request import request_from_intent
 from xinf_planner.shell.deploy.rollouts import Facts, prepare, split_diff
 from xinf_planner.core.rollout.steps import REMOVE, SCALE

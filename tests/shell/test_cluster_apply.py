@@ -10,7 +10,7 @@ from support.paths import EXAMPLES
 from xinf_planner.shell.deploy.apply import gpu_needs, planned_workers, status_report
 from xinf_planner.core.planning.sharding import launch_args, placement_mismatches, unfilled_env
 from xinf_planner.core.inventory import load_inventory
-from xinf_planner.core.planning.search import make_plan
+from xinf_planner.core.planning import make_plan
 from xinf_planner.core.request import request_from_intent
 from support.intents import R1_FP8
 

@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from xinf_planner.core.registration import registration_for, registration_spec
+from xinf_planner.core.sizes import size_in_billions, size_label
 from xinf_planner.errors import InvalidInput
-from xinf_planner.shell.local_weights import (
-    _read_gguf_header,
-    _read_with_gguf,
-    detect,
-    registration_for,
-    registration_spec,
-    size_in_billions,
-    size_label,
-)
+from xinf_planner.shell.local_weights import _read_gguf_header, _read_with_gguf, detect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from tiny_model import TinyArch, build_gguf_model_dir, build_tokenizer  # noqa: E402

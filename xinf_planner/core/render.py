@@ -1,5 +1,6 @@
 """A plan as something to run by hand: ``xinference`` CLI commands, a Python script using the
-client, or the REST requests. Pure: text in, text out, through the templates folder.
+client, or the REST requests. Pure: the plan and the template texts in (``TEMPLATES`` names
+them; ``shell/templates.read_templates`` reads them), text out.
 
 The flags are those of ``xinference launch`` (``xinference/deploy/cmdline.py``, 4.1.0). Launch
 keywords without a flag of their own pass as ``--<keyword> <value>``: the CLI forwards them to
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import json
 import shlex
+from string import Template
 from typing import Any
 
 from xinf_planner.core.planning.sharding import launch_args
-from xinf_planner.shell.templates import fill
+from xinf_planner.errors import InvalidInput
 
 # launch_model keyword -> `xinference launch` option
 CLI_FLAGS = {
@@ -36,9 +38,16 @@ CLI_FLAGS = {
     "trust_remote_code": "--trust-remote-code",
 }
 FORMATS = ("shell", "python", "json")
+# the templates each output fills, by path inside the templates folder
+TEMPLATES = {
+    "shell": ("render/shell_header.sh.tmpl", "render/shell_register.sh.tmpl", "render/shell_launch.sh.tmpl"),
+    "python": ("render/python.py.tmpl",),
+    "json": ("render/rest.json.tmpl",),
+}
 
 
-def render(doc: dict, as_: str = "shell", templates: str | None = None) -> str:
+def render(doc: dict, as_: str, templates: dict[str, str]) -> str:
+    """``doc`` as ``as_`` (one of FORMATS), filling ``templates`` (path -> text)."""
     if as_ == "shell":
         return render_shell(doc, templates)
     if as_ == "python":
@@ -46,6 +55,16 @@ def render(doc: dict, as_: str = "shell", templates: str | None = None) -> str:
     if as_ == "json":
         return render_json(doc, templates)
     raise ValueError(f"unknown output {as_!r}; choose one of {', '.join(FORMATS)}")
+
+
+def fill(templates: dict[str, str], name: str, values: dict) -> str:
+    """``string.Template`` substitution of one template; a missing key is an error."""
+    try:
+        return Template(templates[name]).substitute(values)
+    except KeyError as exc:
+        raise InvalidInput(f"template {name} uses an unknown field {exc}") from None
+    except ValueError as exc:
+        raise InvalidInput(f"template {name} is malformed: {exc}") from None
 
 
 def cli_value(value: Any) -> str:
@@ -81,33 +100,33 @@ def launch_cli_args(launch: dict) -> list[str]:
 
 
 def _registration_doc(dep: dict) -> dict:
-    from xinf_planner.shell.local_weights import registration_spec
+    from xinf_planner.core.registration import registration_spec
 
     return registration_spec(dep["registration"], dep["launch"]["model_size_in_billions"])
 
 
-def render_shell(doc: dict, templates: str | None = None) -> str:
+def render_shell(doc: dict, templates: dict[str, str]) -> str:
     deployments = doc["deployments"]
-    out = [fill("render/shell_header.sh.tmpl", {"fingerprint": doc["inventory"]["fingerprint"],
-                                                "count": len(deployments)}, templates)]
+    out = [fill(templates, "render/shell_header.sh.tmpl", {"fingerprint": doc["inventory"]["fingerprint"],
+                                                           "count": len(deployments)})]
     for dep in deployments:
         reg = dep.get("registration")
         if reg:
             worker = reg.get("worker_ip")
-            out.append(fill("render/shell_register.sh.tmpl", {
+            out.append(fill(templates, "render/shell_register.sh.tmpl", {
                 "name": _one_line(dep["name"]), "model_name": _one_line(reg["model_name"]),
                 "model_family": _one_line(reg["model_family"]),
                 "registration_json": json.dumps(_registration_doc(dep), indent=2),
                 "worker_flag": f" --worker-ip {shlex.quote(worker)}" if worker else "",
-            }, templates))
+            }))
         args = launch_cli_args(launch_args(dep))
         pairs = _pair_flags(args)
         flags = " \\\n".join("  " + " ".join(shlex.quote(a) for a in pair) for pair in pairs)
-        out.append(fill("render/shell_launch.sh.tmpl", {
+        out.append(fill(templates, "render/shell_launch.sh.tmpl", {
             "name": _one_line(dep["name"]), "model": _one_line(dep["model"]),
             "engine": _one_line(dep["launch"]["model_engine"]),
             "replicas": _one_line(dep["launch"]["replica"]), "flags": flags,
-        }, templates))
+        }))
     return "".join(text if text.endswith("\n") else text + "\n" for text in out)
 
 
@@ -138,13 +157,13 @@ def _registrations(doc: dict) -> list[dict]:
     return regs
 
 
-def render_python(doc: dict, templates: str | None = None) -> str:
-    return fill("render/python.py.tmpl", {
+def render_python(doc: dict, templates: dict[str, str]) -> str:
+    return fill(templates, "render/python.py.tmpl", {
         "fingerprint": doc["inventory"]["fingerprint"],
         "count": len(doc["deployments"]),
         "registrations": _json_literal(_registrations(doc)),
         "launches": _json_literal([launch_args(dep) for dep in doc["deployments"]]),
-    }, templates)
+    })
 
 
 def _json_literal(value: Any) -> str:
@@ -166,7 +185,7 @@ def rest_requests(doc: dict) -> list[dict]:
     return requests
 
 
-def render_json(doc: dict, templates: str | None = None) -> str:
+def render_json(doc: dict, templates: dict[str, str]) -> str:
     requests = json.dumps(rest_requests(doc), indent=2).replace("\n", "\n  ")
-    return fill("render/rest.json.tmpl", {"fingerprint": doc["inventory"]["fingerprint"],
-                                          "requests": requests}, templates)
+    return fill(templates, "render/rest.json.tmpl", {"fingerprint": doc["inventory"]["fingerprint"],
+                                                     "requests": requests})

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xinf_planner.core.documents import validate_schema
+from xinf_planner.core.engines import canonical as canonical_engine
 from xinf_planner.errors import InvalidInput
 
 SCHEMA = "intent.schema.json"
@@ -153,13 +154,11 @@ def request_from_intent(doc: Any, name: str = "intent") -> Request:
     if "replicas" in doc and len(models) > 1:
         raise InvalidInput(f"{name}: $.replicas: with several models, give replicas per model")
     gib, fraction = parse_headroom(doc.get("headroom"))
-    from xinf_planner.core.rules import normalise_engine
-
     engines = doc.get("engines")
     return Request(
         models=tuple(models),
         objective=doc.get("objective", DEFAULT_OBJECTIVE),
-        engines=None if engines is None else tuple(normalise_engine(e) for e in engines),
+        engines=None if engines is None else tuple(canonical_engine(e) for e in engines),
         formats=None if doc.get("formats") is None else tuple(doc["formats"]),
         quantizations=None if doc.get("quantizations") is None else tuple(doc["quantizations"]),
         exclude_gpus=tuple(doc.get("exclude_gpus", ())),

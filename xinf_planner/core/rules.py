@@ -2,7 +2,8 @@
 
 Pure functions over plain facts: an engine name, a host (``inventory.Host``), a GPU's compute
 capability, a model's architecture (``catalog.ModelArch`` or anything with the same attribute
-names). The facts they check live in ``rules.yaml`` next to this module, each with its source.
+names). The engines' platforms and formats are in ``engines.yaml`` (``core/engines.py``); the
+kernel, sharding and precision limits in ``rules.yaml`` next to this module, each with its source.
 """
 
 from __future__ import annotations
@@ -14,25 +15,13 @@ from typing import Any
 
 import yaml
 
-ENGINES = ("vllm", "sglang", "llama.cpp", "mlx", "transformers")
+from xinf_planner.core import engines
 
 
 @lru_cache(maxsize=1)
 def facts() -> dict:
     text = resources.files("xinf_planner.core").joinpath("rules.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
-
-
-def engine_facts(engine: str) -> dict:
-    return facts()["engines"][engine]
-
-
-def normalise_engine(name: str) -> str:
-    """Xinference matches engine names case-insensitively ("vLLM", "SGLang", "llama.cpp")."""
-    low = name.strip().lower()
-    if low in ("llamacpp", "llama-cpp", "llama_cpp"):
-        low = "llama.cpp"
-    return low
 
 
 def parse_cc(value: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -99,7 +88,7 @@ def precision_label(precision: str) -> str:
 
 def platform_reason(engine: str, host, gpu_vendor: str | None) -> str | None:
     """Can ``engine`` run on ``host``, on GPUs of ``gpu_vendor`` (None: on the CPU)?"""
-    f = engine_facts(engine)
+    f = engines.facts(engine)
     if host.os not in f["os"]:
         return f"{engine} does not run on {host.os} (only on {', '.join(f['os'])})."
     if f.get("apple_silicon_only") and not host.is_apple_silicon:
@@ -114,7 +103,7 @@ def platform_reason(engine: str, host, gpu_vendor: str | None) -> str | None:
 
 
 def format_reason(engine: str, model_format: str) -> str | None:
-    formats = engine_facts(engine)["formats"]
+    formats = engines.facts(engine)["formats"]
     if model_format not in formats:
         return f"{engine} does not load the {model_format} format (it loads {', '.join(formats)})."
     return None
@@ -122,7 +111,7 @@ def format_reason(engine: str, model_format: str) -> str | None:
 
 def cpu_format_reason(engine: str, model_format: str) -> str | None:
     """On the CPU an engine may load fewer formats than on GPUs."""
-    allowed = engine_facts(engine).get("cpu_formats")
+    allowed = engines.facts(engine).get("cpu_formats")
     if allowed is not None and model_format not in allowed:
         return f"{engine} cannot run {model_format} on the CPU (its kernels need a GPU)."
     return None
@@ -142,7 +131,7 @@ def dtype_for(engine: str, precision: str, cc: tuple[int, int] | None) -> str | 
     """The ``dtype`` a vLLM/SGLang launch must set: float16 below CC 8.0, else None (the model's
     bf16). Transformers already loads float16 on CUDA (Xinference's preferred dtype for the
     device) and takes ``torch_dtype``, not ``dtype``; llama.cpp and MLX have no such switch."""
-    if engine not in ("vllm", "sglang") or cc is None:
+    if not engines.tensor_parallel(engine) or cc is None:
         return None
     if cc < parse_cc(facts()["compute_capability"]["bf16"]):
         return "float16"
@@ -155,7 +144,7 @@ def cc_reason(engine: str, model_format: str, precision: str, cc: tuple[int, int
     if cc is None:
         return None
     floors = facts()["compute_capability"]
-    need = engine_facts(engine).get("min_cc")
+    need = engines.facts(engine).get("min_cc")
     if need and cc < parse_cc(need):
         return (f"{engine} needs compute capability {need} or newer; {gpu_name} is "
                 f"{cc_text(cc)}.")
@@ -209,14 +198,3 @@ def tp_reason(arch: Any, tp: int, model_format: str) -> str | None:
     return None
 
 
-def engine_order(engine: str) -> int:
-    order = facts()["engine_order"]
-    return order.index(engine) if engine in order else len(order)
-
-
-def is_last_resort(engine: str) -> bool:
-    return bool(engine_facts(engine).get("last_resort"))
-
-
-def has_paged_kv(engine: str) -> bool:
-    return bool(engine_facts(engine).get("paged_kv"))

@@ -1,10 +1,5 @@
-"""Local weights: detect a folder's format and architecture, and describe its registration.
-
-Pure apart from reading the given folder. ``detect(folder)`` tells the format Xinference
-would call it, its quantization and the architecture facts found in the files;
-``registration_for(...)`` builds a plan's ``deployments[].registration`` block; and
-``registration_spec(block, size)`` turns that block into the version-2 JSON that
-``Client.register_model("LLM", ...)`` takes.
+"""Local weights: read a folder's format, quantization and architecture into a ``LocalModel``
+(``detect``). The registration built from it is pure (``core/registration.py``).
 
 Rules (Xinference 4.1.0, ``xinference/model/llm/llm_family.py``):
 - ``*.gguf`` -> ``ggufv2`` with ``model_file_name_template`` (the file name with the
@@ -12,8 +7,6 @@ Rules (Xinference 4.1.0, ``xinference/model/llm/llm_family.py``):
 - ``config.json`` + ``*.safetensors``/``*.bin`` -> ``pytorch``, or ``awq``/``gptq``/``fp8``
   from ``quantization_config.quant_method``.
 - an MLX layout (``config.json`` with a ``quantization: {bits, group_size}`` block) -> ``mlx``.
-- ``model_family`` is a builtin R1 family and ``chat_template`` is null, so the builtin
-  chat template, stop tokens and ``<think>`` reasoning tags are inherited.
 """
 
 from __future__ import annotations
@@ -21,9 +14,9 @@ from __future__ import annotations
 import json
 import re
 import struct
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from xinf_planner.core.registration import LocalModel
 from xinf_planner.errors import InvalidInput
 
 # GGUF quantization names as llama.cpp writes them in file names (longest first matters).
@@ -34,29 +27,6 @@ GGUF_QUANTS = sorted([
     "TQ1_0", "TQ2_0", "MXFP4",
 ], key=len, reverse=True)
 _SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-R1_ABILITIES = ["chat", "reasoning"]
-
-
-@dataclass
-class LocalModel:
-    path: str
-    model_format: str                 # ggufv2 | pytorch | awq | gptq | fp8 | mlx
-    quantization: str                 # F16, Q4_K_M, none, Int4, 4bit, ...
-    model_file_name_template: str | None = None
-    architecture: str | None = None   # "qwen2", "Qwen2ForCausalLM", ...
-    num_layers: int | None = None
-    hidden_size: int | None = None
-    num_attention_heads: int | None = None
-    num_kv_heads: int | None = None
-    head_dim: int | None = None
-    vocab_size: int | None = None
-    params: int | None = None
-    context_length: int | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def detect(folder, quantization: str | None = None) -> LocalModel:
@@ -303,76 +273,3 @@ def _safetensors_params(files: list[Path]) -> int | None:
                 count *= d
             total += count
     return total
-
-
-# --- registration -------------------------------------------------------------------------
-def registration_for(model: LocalModel, model_name: str, model_family: str,
-                     context_length: int | None = None, worker_ip: str | None = None) -> dict:
-    """The plan's ``deployments[].registration`` block for these local weights."""
-    if not _NAME_OK.match(model_name):
-        raise InvalidInput(f"model name {model_name!r}: use letters, digits, '.', '_' and '-' only")
-    block = {
-        "model_name": model_name,
-        "model_family": model_family,
-        "model_format": model.model_format,
-        "model_uri": Path(model.path).resolve().as_uri(),
-        "quantization": model.quantization,
-    }
-    if model.model_file_name_template:
-        block["model_file_name_template"] = model.model_file_name_template
-    ctx = context_length or model.context_length
-    if ctx:
-        block["context_length"] = int(ctx)
-    if worker_ip:
-        block["worker_ip"] = worker_ip
-    return block
-
-
-def registration_spec(block: dict, model_size_in_billions) -> dict:
-    """The version-2 JSON for ``register_model('LLM', ...)`` from a registration block."""
-    spec = {
-        "model_format": block["model_format"],
-        "model_size_in_billions": size_label(model_size_in_billions),
-        "quantization": block.get("quantization") or "none",
-        "model_uri": block["model_uri"],
-        "model_hub": "huggingface",
-    }
-    if block.get("model_file_name_template"):
-        spec["model_file_name_template"] = block["model_file_name_template"]
-    doc = {
-        "version": 2,
-        "model_name": block["model_name"],
-        "model_family": block["model_family"],
-        "model_lang": ["en", "zh"],
-        "model_ability": list(R1_ABILITIES),
-        "model_description": f"local weights registered by xinf-plan ({block['model_family']})",
-        "chat_template": None,
-        "stop_token_ids": None,
-        "stop": None,
-        "model_specs": [spec],
-    }
-    if block.get("context_length"):
-        doc["context_length"] = int(block["context_length"])
-    return doc
-
-
-def size_label(value) -> str:
-    """Xinference's size label: 1.5 -> '1_5', 7 -> '7', '1_5' -> '1_5', 0.0004 -> '0_0004'."""
-    if isinstance(value, str):
-        return value.replace(".", "_")
-    if float(value).is_integer():
-        return str(int(value))
-    text = f"{float(value):.6f}".rstrip("0").rstrip(".")
-    return text.replace(".", "_")
-
-
-def size_in_billions(params: int | None) -> str | None:
-    """A size label from a parameter count: 1.78e9 -> '1_8', 7.6e9 -> '7_6', 32.8e9 -> '33'."""
-    if not params:
-        return None
-    b = params / 1e9
-    if b >= 10:
-        return str(round(b))
-    if b >= 1:
-        return size_label(round(b, 1))
-    return size_label(float(f"{b:.2g}"))

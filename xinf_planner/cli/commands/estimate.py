@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
+from xinf_planner.core import engines
 from xinf_planner.core.documents import dump_document
 from xinf_planner.errors import EXIT_NOTHING_FITS, InvalidInput
 
 FORMATS = ("table", "json", "yaml")
-ENGINE_CHOICES = ("vllm", "sglang", "llama.cpp", "mlx", "transformers", "cpu")
+ENGINE_CHOICES = (*engines.NAMES, "cpu")
 DEFAULT_QUANT = {"pytorch": "none", "ggufv2": "Q4_K_M", "mlx": "4bit", "awq": "Int4", "gptq": "Int4"}
-ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "llama.cpp": "llama.cpp", "mlx": "MLX",
-                "transformers": "Transformers"}
 
 
 @click.command("estimate", context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,6 +69,7 @@ def command(model_ref, engine, model_format, quantization, tp, pp, gpu_name, gpu
           --context-length 8192 --n-parallel 4
       xinf-plan estimate -m deepseek-r1-distill-qwen:1.5 --engine cpu --host-memory-gib 16
     """
+    from xinf_planner.core import engines
     from xinf_planner.core.catalog import find_spec, get_model, lookup_gpu
     from xinf_planner.core.memory import EstimateInput, estimate
 
@@ -98,14 +98,14 @@ def command(model_ref, engine, model_format, quantization, tp, pp, gpu_name, gpu
     elif engine == "mlx" and total is None and host_memory_gib is None:
         raise InvalidInput("MLX: give the Mac's memory with --gpu-memory-gib or --host-memory-gib")
     elif total is None and engine not in ("llama.cpp", "transformers", "mlx"):
-        raise InvalidInput(f"{ENGINE_NAMES[engine]} runs on GPUs: give --gpu-memory-gib or --gpu NAME")
+        raise InvalidInput(f"{engines.xinference_name(engine)} runs on GPUs: give --gpu-memory-gib or --gpu NAME")
 
-    if engine in ("vllm", "sglang"):
+    if engines.tensor_parallel(engine):
         from xinf_planner.core.rules import tp_reason
 
         bad_tp = tp_reason(model, tp, spec.model_format)
         if bad_tp:
-            raise InvalidInput(f"{ENGINE_NAMES[engine]} cannot shard {model.ref} that way: {bad_tp}")
+            raise InvalidInput(f"{engines.xinference_name(engine)} cannot shard {model.ref} that way: {bad_tp}")
 
     inp = EstimateInput(
         model=model, engine=engine, model_format=spec.model_format, quantization=spec.quantization,
@@ -127,12 +127,12 @@ def command(model_ref, engine, model_format, quantization, tp, pp, gpu_name, gpu
         notes.extend(spec.notes)
     allowed = {e.lower() for e in model.virtualenv_engines}
     if engine not in allowed:
-        notes.append(f"{model.family}'s virtualenv markers do not list {ENGINE_NAMES[engine]} "
+        notes.append(f"{model.family}'s virtualenv markers do not list {engines.xinference_name(engine)} "
                      f"(with virtual envs on, Xinference will not install it)")
     est.notes = notes
 
     doc = {
-        "model": model.ref, "hf_id": model.hf_id, "engine": ENGINE_NAMES[engine],
+        "model": model.ref, "hf_id": model.hf_id, "engine": engines.xinference_name(engine),
         "model_format": spec.model_format, "quantization": spec.quantization,
         "tp": tp, "pp": pp, "gpu": gpu.name if gpu else None,
         "gpu_memory_gib": None if total is None else round(total, 2), "context_length": context_length, "concurrency": concurrency,

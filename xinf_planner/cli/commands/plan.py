@@ -39,15 +39,13 @@ FORMATS = ("yaml", "json", "table")
               help="Set enable_virtual_env on every launch [default: Xinference's (on)].")
 @click.option("--model-path", metavar="DIR", type=click.Path(),
               help="Local weights to register as a custom model of the --model family.")
-@click.option("--templates", metavar="DIR", type=click.Path(file_okay=False),
-              help="Your own templates folder (engine defaults) [default: the shipped one].")
 @click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write the plan to FILE (atomically); a summary goes to stdout.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="yaml", show_default=True,
               help="yaml or json: the plan document; table: a summary for a person.")
 def command(hardware, intent, model, context_length, concurrency, objective, engines, formats,
             quantizations, exclude_gpus, headroom, tool_calling, replicas, strategy, virtual_env, model_path,
-            templates, output, fmt):
+            output, fmt):
     """Plan engine, quantisation, TP, replicas and GPU placement for a workload.
 
     \b
@@ -66,7 +64,7 @@ def command(hardware, intent, model, context_length, concurrency, objective, eng
     """
     from xinf_planner.core.documents import load_document
     from xinf_planner.errors import InvalidInput
-    from xinf_planner.core.planning.search import make_plan
+    from xinf_planner.core.planning import make_plan
     from xinf_planner.core.request import merge_flags, request_from_intent
 
     intent_doc = load_document(intent, "intent") if intent else None
@@ -84,7 +82,7 @@ def command(hardware, intent, model, context_length, concurrency, objective, eng
     request = request_from_intent(merge_flags(intent_doc, flags), intent or "command line")
     inventory, source = _inventory(hardware)
     local_models = _local_models(request)
-    doc = make_plan(inventory, request, templates=templates, local_models=local_models, source=source)
+    doc = make_plan(inventory, request, local_models=local_models, source=source)
     if output:
         file_fmt = "json" if fmt == "json" or str(output).endswith(".json") else "yaml"
         write_atomic(output, dump_document(doc, file_fmt))

@@ -29,11 +29,12 @@ def command(file, as_, templates, output):
     """
     from xinf_planner.core.documents import write_atomic
     from xinf_planner.core.plan.validate import check_plan, load_plan
-    from xinf_planner.core.render import render
+    from xinf_planner.core.render import TEMPLATES, render
+    from xinf_planner.shell.templates import read_templates
 
     doc = load_plan(file)
     check_plan(doc, "<stdin>" if file == "-" else file)
-    text = render(doc, as_, templates)
+    text = render(doc, as_, read_templates(TEMPLATES[as_], templates))
     if output:
         write_atomic(output, text, mode=0o755 if as_ in ("shell", "python") else None)
         click.echo(f"wrote {output}", err=True)

@@ -7,19 +7,10 @@ See docs/contracts.md for the interface and docs/estimator.md for the accuracy.
 from __future__ import annotations
 
 from xinf_planner.errors import InvalidInput
-from xinf_planner.core.memory.types import ENGINES, Estimate, EstimateInput
+from xinf_planner.core import engines
+from xinf_planner.core.memory.types import Estimate, EstimateInput
 
-__all__ = ["ENGINES", "Estimate", "EstimateInput", "estimate", "min_gpu_memory_utilization"]
-
-_ENGINE_ALIASES = {"vllm": "vllm", "sglang": "sglang", "llama.cpp": "llama.cpp", "llamacpp": "llama.cpp",
-                   "llama_cpp": "llama.cpp", "mlx": "mlx", "transformers": "transformers"}
-
-
-def normalize_engine(name: str) -> str:
-    key = (name or "").strip().lower()
-    if key not in _ENGINE_ALIASES:
-        raise InvalidInput(f"unknown engine {name!r}; choose one of: {', '.join(ENGINES)}")
-    return _ENGINE_ALIASES[key]
+__all__ = ["Estimate", "EstimateInput", "estimate", "min_gpu_memory_utilization"]
 
 
 def _module(engine: str):
@@ -29,12 +20,12 @@ def _module(engine: str):
 
 
 def _check(inp: EstimateInput) -> EstimateInput:
-    inp.engine = normalize_engine(inp.engine)
+    inp.engine = engines.require(inp.engine)
     if inp.tp < 1 or inp.pp < 1:
         raise InvalidInput("tp and pp must be at least 1")
     if inp.context_length < 1 or inp.concurrency < 1:
         raise InvalidInput("context length and concurrency must be at least 1")
-    if inp.engine in ("vllm", "sglang") and inp.gpu_total_gib is None:
+    if engines.tensor_parallel(inp.engine) and inp.gpu_total_gib is None:
         raise InvalidInput(f"{inp.engine} runs on GPUs: give the GPU memory (or a GPU name)")
     if inp.engine == "llama.cpp" and inp.model_format != "ggufv2":
         raise InvalidInput("llama.cpp runs ggufv2 only; choose --model-format ggufv2 and a GGUF quantization")

@@ -9,7 +9,7 @@ DeepseekV3 caches the decompressed K and V of every head.
 
 from __future__ import annotations
 
-from xinf_planner.core.catalog._data import load
+from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.catalog.models import ModelArch
 from xinf_planner.errors import InvalidInput
 
@@ -24,7 +24,7 @@ def kv_element_bytes(kv_cache_dtype: str, engine: str, model_dtype_bytes: int = 
         return 1.0
     if d in ("bfloat16", "float16", "half"):
         return 2.0
-    table = load("engines.yaml")["llama.cpp"]["kv_type_bytes"]
+    table = constants("llama.cpp")["kv_type_bytes"]
     if d in table and (engine == "llama.cpp" or d in ("f16", "bf16", "f32")):
         return float(table[d])
     raise InvalidInput(f"unknown KV cache dtype {kv_cache_dtype!r} for {engine}; choose one of: auto, fp8"

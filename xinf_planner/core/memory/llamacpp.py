@@ -11,7 +11,8 @@ intermediate of one ubatch. CPU-only: everything counts against RAM.
 
 from __future__ import annotations
 
-from xinf_planner.core.catalog._data import load
+from xinf_planner.core import engines
+from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.memory.activation import mlp_width
 from xinf_planner.core.memory.gguf import tensor_bytes_table
 from xinf_planner.core.memory.kv import kv_bytes_per_token
@@ -20,7 +21,7 @@ from xinf_planner.core.memory.types import Estimate, EstimateInput, gib
 
 
 def cfg() -> dict:
-    return load("engines.yaml")["llama.cpp"]
+    return constants("llama.cpp")
 
 
 def slots(inp: EstimateInput) -> int:
@@ -28,7 +29,7 @@ def slots(inp: EstimateInput) -> int:
 
 
 def n_ctx(inp: EstimateInput) -> int:
-    return inp.n_ctx or inp.context_length * slots(inp)
+    return inp.n_ctx or engines.slot_context(inp.context_length, slots(inp))
 
 
 def offloaded_layers(inp: EstimateInput) -> tuple[int, bool]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from xinf_planner.core.catalog._data import load
+from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.memory.activation import prefill_bytes
 from xinf_planner.core.memory.kv import kv_bytes_per_token
 from xinf_planner.core.memory.types import GIB, Estimate, EstimateInput, gib
@@ -22,7 +22,7 @@ def budget_gib(inp: EstimateInput) -> float | None:
     if inp.gpu_wired_limit_gib is not None:
         return inp.gpu_wired_limit_gib
     ram = inp.host_memory_gib if inp.host_memory_gib is not None else inp.gpu_total_gib
-    return None if ram is None else ram * load("engines.yaml")["mlx"]["wired_limit_fraction"]
+    return None if ram is None else ram * constants("mlx")["wired_limit_fraction"]
 
 
 def estimate(inp: EstimateInput) -> Estimate:
@@ -31,7 +31,7 @@ def estimate(inp: EstimateInput) -> Estimate:
     per_token = kv_bytes_per_token(m, kv_cache_dtype="auto", engine="mlx")
     kv = gib(per_token * inp.context_length * inp.concurrency)
     act = gib(prefill_bytes(m, min(PREFILL_STEP, inp.context_length)))
-    overhead = load("engines.yaml")["mlx"]["overhead_gib"]
+    overhead = constants("mlx")["overhead_gib"]
     total = weights + kv + act + overhead
     budget = budget_gib(inp)
     reasons, notes = [], []

@@ -4,27 +4,25 @@ SGLang measures the free memory before loading the weights (already below the ph
 the CUDA context and, at TP >= 2, NCCL's initialisation), loads the weights, and sizes the KV pool
 so that ``(1 - mem_fraction_static) x free-before`` stays free for activations and CUDA graphs:
 KV = free-after-weights - (1 - frac) x free-before = frac x free-before - weights.
-Xinference passes its own fraction by TP when none is given (catalog/data/engines.yaml).
+Xinference passes its own fraction by TP when none is given (core/engines.yaml).
 """
 
 from __future__ import annotations
 
 import math
 
-from xinf_planner.core.catalog._data import load
+from xinf_planner.core import engines
+from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.memory.pool import loaded_weights_gib, per_token_bytes, verdict
 from xinf_planner.core.memory.types import GIB, Estimate, EstimateInput, gib
 
 
 def cfg() -> dict:
-    return load("engines.yaml")["sglang"]
+    return constants("sglang")
 
 
 def default_fraction(tp: int) -> float:
-    for floor, frac in cfg()["mem_fraction_static_by_tp"]:
-        if tp >= floor:
-            return frac
-    return cfg()["mem_fraction_static_by_tp"][-1][1]
+    return engines.reservation("sglang").default_for(tp)
 
 
 def fraction(inp: EstimateInput) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from xinf_planner.core.catalog._data import load
+from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.memory.activation import logits_bytes, prefill_bytes
 from xinf_planner.core.memory.kv import kv_bytes_per_token
 from xinf_planner.core.memory.types import GIB, Estimate, EstimateInput, gib
@@ -20,7 +20,7 @@ def estimate(inp: EstimateInput) -> Estimate:
     kv = gib(per_token * inp.context_length * inp.concurrency)
     act = gib(prefill_bytes(m, inp.context_length) + logits_bytes(m, inp.concurrency))
     cpu_only = inp.gpu_total_gib is None
-    overhead = 0.0 if cpu_only else load("engines.yaml")["transformers"]["cuda_context_gib"]
+    overhead = 0.0 if cpu_only else constants("transformers")["cuda_context_gib"]
     total = weights + kv + act + overhead
     reasons, notes = [], []
     if cpu_only:

@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 from xinf_planner.core.catalog.models import ModelArch
 
 GIB = 2**30
-ENGINES = ("vllm", "sglang", "llama.cpp", "mlx", "transformers")
 
 
 @dataclass

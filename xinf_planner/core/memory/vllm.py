@@ -4,31 +4,32 @@ vLLM reserves ``gpu_memory_utilization x total`` on each GPU and refuses to star
 that is free. The KV pool is the reservation minus the weights, minus the activation peak of the
 profiling run, minus non-torch memory (CUDA context extras, NCCL, custom all-reduce), minus CUDA
 graph memory (subtracted since about v0.21). The pool is cut into blocks of ``block_size`` tokens.
-See shared/docs/memory-notes.md for the mechanisms and catalog/data/engines.yaml for the figures.
+See shared/docs/memory-notes.md for the mechanisms and core/memory/constants.yaml for the figures.
 """
 
 from __future__ import annotations
 
 import math
 
-from xinf_planner.core.catalog._data import load
+from xinf_planner.core import engines
+from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.memory.activation import logits_bytes, prefill_bytes
 from xinf_planner.core.memory.pool import binding_layers, loaded_weights_gib, per_token_bytes, verdict
 from xinf_planner.core.memory.types import GIB, Estimate, EstimateInput, gib, version_at_least
 
 
 def cfg() -> dict:
-    return load("engines.yaml")["vllm"]
+    return constants("vllm")
 
 
 def utilization(inp: EstimateInput) -> float:
-    return inp.gpu_memory_utilization if inp.gpu_memory_utilization is not None else cfg()["gpu_memory_utilization"]
+    return inp.gpu_memory_utilization if inp.gpu_memory_utilization is not None else engines.reservation("vllm").default
 
 
 def activation_gib(inp: EstimateInput) -> float:
     c = cfg()
     m = inp.model
-    seqs = inp.max_num_seqs or c["max_num_seqs"]
+    seqs = inp.max_num_seqs or engines.max_batch("vllm")
     if version_at_least(inp.engine_version, c["v1_since"]):
         batched = inp.max_num_batched_tokens or c["max_num_batched_tokens"]
         sampler = c["sampler_logit_copies"] * logits_bytes(m, seqs)

@@ -12,11 +12,11 @@ import re
 from collections import defaultdict
 from typing import Any, Iterator
 
-from xinf_planner.core import rules
+from xinf_planner.core import engines, rules
 from xinf_planner.core.documents import dump_document, load_document, schema_errors, validate_schema
 from xinf_planner.errors import InvalidInput, XinfPlanError
 from xinf_planner.core.inventory import GIB, Inventory, fingerprint
-from xinf_planner.core.planning.placement import RESERVATION_KEYS, gpu_key, gpu_kind, reserved_gib
+from xinf_planner.core.planning.placement import gpu_key, gpu_kind, reserved_gib
 
 SCHEMA = "plan.schema.json"
 VERSION = 1
@@ -136,10 +136,10 @@ def _identity_errors(dep: dict, base: str, i: int, uids: dict, names: dict) -> I
 def _deployment_errors(dep: dict, base: str, inv: Inventory, excluded: set, ledger, ram) -> Iterator[Error]:
     launch = dep["launch"]
     lp = f"{base}.launch"
-    engine = rules.normalise_engine(launch["model_engine"])
-    if engine not in rules.ENGINES:
+    engine = engines.canonical(launch["model_engine"])
+    if engine not in engines.NAMES:
         yield f"{lp}.model_engine", f"{launch['model_engine']!r} is not an engine xinf-plan knows " \
-                                    f"({', '.join(rules.ENGINES)})"
+                                    f"({', '.join(engines.NAMES)})"
         return
     if "context_length" not in launch:
         yield f"{lp}.context_length", ("is required: without it the engine takes the model's maximum "
@@ -225,10 +225,10 @@ def _sharded_kwarg_errors(launch: dict, lp: str, placement: list[dict], inv: Inv
     from xinf_planner.core.planning import sharding as cluster
 
     base = base_of(lp)
-    engine = rules.normalise_engine(launch["model_engine"])
+    engine = engines.canonical(launch["model_engine"])
     if not cluster.shards(engine):
         yield f"{lp}.n_worker", (f"{launch['model_engine']} cannot shard one replica over several workers "
-                                 f"(xinf-plan shards {', '.join(cluster.facts()['engines'])})")
+                                 f"(xinf-plan shards {', '.join(e for e in engines.NAMES if engines.multi_host(e))})")
     if launch["replica"] != 1 or len(placement) != 1:
         yield f"{lp}.replica", ("a sharded deployment has exactly one replica: Xinference cannot pin the "
                                 "workers of each replica of an n_worker launch")
@@ -310,7 +310,7 @@ def _config_matches_placement(entry: dict, place: dict, path: str, inv: Inventor
 
 
 def _engine_kwarg_errors(launch: dict, lp: str, engine: str) -> Iterator[Error]:
-    key = RESERVATION_KEYS.get(engine)
+    key = engines.reservation_key(engine)
     if key and key in launch:
         value = launch[key]
         if not isinstance(value, (int, float)) or not 0 < value <= 1:
@@ -320,9 +320,9 @@ def _engine_kwarg_errors(launch: dict, lp: str, engine: str) -> Iterator[Error]:
         if slots is not None:
             if not isinstance(slots, int) or isinstance(slots, bool) or slots <= 0:
                 yield f"{lp}.n_parallel", "must be a positive integer when context_length is set"
-            elif launch["context_length"] * slots > LLAMA_CPP_MAX_CONTEXT:
+            elif engines.slot_context(launch["context_length"], slots) > LLAMA_CPP_MAX_CONTEXT:
                 yield f"{lp}.n_parallel", "context_length × n_parallel exceeds llama.cpp's context limit"
-        if "n_ctx" in launch and launch["n_ctx"] != launch["context_length"] * (slots or 1):
+        if "n_ctx" in launch and launch["n_ctx"] != engines.slot_context(launch["context_length"], slots or 1):
             yield f"{lp}.n_ctx", "conflicts with context_length (Xinference sets n_ctx itself)"
     if engine == "vllm" and "max_model_len" in launch and "context_length" in launch \
             and launch["max_model_len"] != launch["context_length"]:
@@ -460,7 +460,7 @@ def _replica_errors(dep, place, base, r, inv, engine, arch, precision, excluded,
             and launch.get("dtype") != "float16":
         yield f"{base}.launch.dtype", (f"must be float16: {gpus[0].name} (compute capability "
                                                 f"{rules.cc_text(cc)}) has no bf16")
-    if engine in ("vllm", "sglang") and arch is not None:
+    if engines.tensor_parallel(engine) and arch is not None:
         tp = launch.get("tensor_parallel_size") or launch.get("tp_size") or len(gpus)
         reason = rules.tp_reason(arch, tp, launch["model_format"])
         if reason:

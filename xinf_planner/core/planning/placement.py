@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable
 
+from xinf_planner.core import engines
 from xinf_planner.core.inventory import GIB, GPU, Host
 
 LINK_RANK = {"PIX": 1, "PXB": 2, "PHB": 3, "NODE": 3, "SYS": 5}
@@ -177,13 +178,10 @@ def _floor2(x: float) -> float:
     return math.floor(round(x * 100, 6)) / 100
 
 
-RESERVATION_KEYS = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static"}
-
-
 def reserved_gib(engine: str, launch: dict, gpu_total_gib: float, estimate_total_gib: float) -> float:
     """GiB one replica holds on each of its GPUs: the engine's reservation (a fraction of the
     total), or the estimate's total for engines that allocate as they go."""
-    key = RESERVATION_KEYS.get(engine)
+    key = engines.reservation_key(engine)
     if key:
         fraction = launch.get(key)
         if fraction is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xinf_planner.core import rules
+from xinf_planner.core import engines, rules
 from xinf_planner.core.inventory import Host
 from xinf_planner.core.planning.placement import Group
 
@@ -24,7 +24,7 @@ def facts() -> dict:
 
 def shards(engine: str) -> bool:
     """Whether Xinference can shard one replica of ``engine`` over several workers."""
-    return engine in facts()["engines"]
+    return engines.multi_host(engine)
 
 
 def is_fast(interconnect: str) -> bool:

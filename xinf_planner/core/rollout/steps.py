@@ -70,9 +70,9 @@ def _norm(key: str, value):
     if value is None:
         return None
     if key == "model_size_in_billions":
-        from xinf_planner.shell.local_weights import size_label
+        from xinf_planner.core.sizes import size_key
 
-        return size_label(value)
+        return size_key(value)
     if key in ("model_engine", "model_format", "quantization"):
         return str(value).lower()
     return value

@@ -23,14 +23,18 @@ and tokens/s per sequence = 1 / time. The parts, as engines run them:
   microseconds over NVLink, tens over a network between hosts.
 * A batch shares the weight read, so the aggregate grows with the batch until the KV reads, the
   experts more tokens touch, or the compute roofline (2 FLOPs per active parameter) bind.
-Constants and their sources: catalog/data/engines.yaml `speed`; measured rows and the accuracy:
+Constants and their sources: core/serving/constants.yaml; measured rows and the accuracy:
 benchmarks/data/decode_measurements.yaml, benchmarks/decode_speed_accuracy.py.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib import resources
 
+import yaml
+
+from xinf_planner.core import engines
 from xinf_planner.core.catalog._data import load
 from xinf_planner.core.catalog.gpus import cpu_default_bandwidth_gbps
 from xinf_planner.core.memory.kv import kv_bytes_per_token
@@ -41,8 +45,11 @@ from xinf_planner.core.memory.weights import tensor_bytes
 MEMORY_KINDS = ("hbm", "gddr", "unified", "cpu")
 
 
+@lru_cache(maxsize=1)
 def _cfg() -> dict:
-    return load("engines.yaml")["speed"]
+    """The speed constants (``constants.yaml`` beside this module)."""
+    text = resources.files("xinf_planner.core.serving").joinpath("constants.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)["speed"]
 
 
 @lru_cache(maxsize=1)
@@ -118,7 +125,7 @@ def kernels_per_layer(inp: EstimateInput, kind: str = "hbm") -> float:
 
 
 def _backend(inp: EstimateInput, kind: str) -> str:
-    if inp.engine in ("vllm", "sglang"):
+    if engines.tensor_parallel(inp.engine):
         return "cuda_graphs"
     if inp.engine == "mlx" or (inp.engine == "llama.cpp" and kind == "unified"):
         return "metal"
@@ -132,12 +139,12 @@ def fixed_step_seconds(inp: EstimateInput, kind: str, interconnect: str | None =
     cfg = _cfg()
     m = inp.model
     per_layer = kernels_per_layer(inp, kind) * cfg["kernel_us"].get(_backend(inp, kind), 0.0)
-    if inp.engine in ("vllm", "sglang") and inp.tp > 1:
+    if engines.tensor_parallel(inp.engine) and inp.tp > 1:
         per_layer += 2 * cfg["allreduce_us"][interconnect or "nvlink"]
     hops = 0.0
     if inp.engine == "llama.cpp" and kind != "cpu":
         hops = (max(1, inp.tp * inp.pp) - 1) * cfg["layer_split_hop_us"]
-    elif inp.engine in ("vllm", "sglang"):
+    elif engines.tensor_parallel(inp.engine):
         hops = (inp.pp - 1) * cfg["layer_split_hop_us"]
     return (m.num_layers * per_layer + hops) * 1e-6
 
@@ -159,8 +166,8 @@ def decode_speed(inp: EstimateInput, est: Estimate, *, memory_kind_override: str
     bw = bw_gbps * 1e9 * eff
     cpu_bw = cpu_gbps * 1e9 * cfg["bandwidth_efficiency"]["llama.cpp"]["cpu"]
 
-    ranks = max(1, inp.tp) if inp.engine in ("vllm", "sglang") else 1
-    kv_dtype = inp.kv_cache_dtype if inp.engine in ("vllm", "sglang", "llama.cpp") else "auto"
+    ranks = max(1, inp.tp) if engines.tensor_parallel(inp.engine) else 1
+    kv_dtype = inp.kv_cache_dtype if engines.supports_kv_cache_dtype(inp.engine) else "auto"
     if inp.engine == "llama.cpp" and kv_dtype == "auto":
         kv_dtype = "f16"
     kv_seq = kv_bytes_per_token(inp.model, tp=ranks, kv_cache_dtype=kv_dtype, engine=inp.engine) * inp.context_length

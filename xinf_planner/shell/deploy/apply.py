@@ -66,9 +66,9 @@ def owned_uids(plan: dict) -> list[str]:
 
 
 def _norm_size(value) -> str:
-    from xinf_planner.shell.local_weights import size_label
+    from xinf_planner.core.sizes import size_key
 
-    return size_label(value) if value is not None else ""
+    return size_key(value)
 
 
 def _lower(value) -> str:
@@ -267,7 +267,7 @@ def check_version(version: str | None, plan: dict) -> list[str]:
 
 def registration_specs(plan: dict) -> list[tuple[dict, dict]]:
     """(registration block, v2 JSON) for each distinct custom model of the plan (pure)."""
-    from xinf_planner.shell.local_weights import registration_spec
+    from xinf_planner.core.registration import registration_spec
 
     seen, out = set(), []
     for dep in deployments(plan):

@@ -1,0 +1,95 @@
+"""Step 1 of a plan: the options, every (size, spec, engine) the catalog and the rules allow for
+a model request, each refusal recorded with its reason. Local weights are one spec of their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from xinf_planner.core import engines, rules
+from xinf_planner.core.request import ModelRequest
+
+
+@dataclass(frozen=True)
+class Option:
+    arch: Any                 # catalog.ModelArch
+    spec: Any                 # catalog.Spec
+    engine: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.arch.ref} {self.spec.model_format}/{self.spec.quantization} on {self.engine}"
+
+    @property
+    def key(self) -> tuple:
+        a = self.arch
+        return (a.ref, a.params, a.num_layers, a.hidden_size, self.spec.model_format,
+                self.spec.quantization, self.engine)
+
+
+def archs_of(mreq: ModelRequest) -> list:
+    """The sizes to try: the one asked for, else every size of the family, largest first."""
+    from xinf_planner.core import catalog
+
+    if mreq.size is not None:
+        return [catalog.get_model(f"{mreq.family}:{mreq.size}")]
+    return list(reversed(catalog.models_of(mreq.family)))
+
+
+def options(ctx, archs: list, local) -> list[Option]:
+    """Every option of ``archs`` that the request's filters and the rules allow."""
+    from xinf_planner.core import catalog
+
+    req = ctx.request
+    out = []
+    for arch in archs:
+        specs = [local_spec(arch, local)] if local is not None else catalog.specs_for(arch)
+        for spec in specs:
+            name = f"{arch.ref} {spec.model_format}/{spec.quantization}"
+            if not spec.launchable:
+                ctx.reject(name, "Xinference lists this spec but cannot launch it: "
+                           + ("; ".join(spec.notes) or "not launchable") + ".")
+                continue
+            if req.formats is not None and spec.model_format not in req.formats:
+                continue
+            if req.quantizations is not None and not any(
+                    q.lower() == spec.quantization.lower() for q in req.quantizations):
+                continue
+            if req.tool_calling and not arch.tool_calling:
+                ctx.reject(name, f"the request needs tool calling and Xinference's {arch.family} "
+                           "family does not list the 'tools' ability.")
+                continue
+            precision = rules.precision_of(spec.model_format, spec.quantization, arch.checkpoint_quant)
+            for engine in engines.NAMES:
+                if req.engines is not None and engine not in req.engines:
+                    continue
+                if rules.format_reason(engine, spec.model_format):
+                    continue        # not a pairing at all; no need to list it
+                reason = rules.family_reason(engine, arch) if local is None else None
+                if reason:
+                    ctx.reject(f"{name} on {engine}", reason)
+                    continue
+                out.append(Option(arch, spec, engine, precision))
+    return out
+
+
+def local_arch(mreq: ModelRequest, local):
+    """The architecture of local weights: the files' facts over the family's catalog entry."""
+    from xinf_planner.core import catalog
+    from xinf_planner.core.sizes import size_in_billions
+
+    base = catalog.get_model(f"{mreq.family}:{mreq.size}") if mreq.size else catalog.models_of(mreq.family)[0]
+    facts = {k: getattr(local, k) for k in ("num_layers", "hidden_size", "num_attention_heads",
+                                            "num_kv_heads", "head_dim", "vocab_size", "params")
+             if getattr(local, k, None)}
+    label = mreq.size or size_in_billions(local.params) or base.size
+    size_b = float(label.replace("_", "."))
+    return replace(base, size=label, size_b=size_b, **facts)
+
+
+def local_spec(arch, local):
+    from xinf_planner.core.catalog import Spec
+
+    return Spec(model=arch, model_format=local.model_format, quantization=local.quantization,
+                model_ids={}, size_label={"local": arch.size}, notes=(), launchable=True)

@@ -1,0 +1,286 @@
+"""Step 2 of a plan: layouts, each option on each kind of device (a GPU model, with TP or a layer
+split over 1, 2, 4, 8 or 16 GPUs; one replica sharded over several hosts; or a host's CPU), placed
+on topology-aware GPU groups. Each is sized by ``sizing.finish``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from xinf_planner.core import engines, rules
+from xinf_planner.core.inventory import Host
+from xinf_planner.core.planning import estimates, sharding
+from xinf_planner.core.planning.candidates import Option
+from xinf_planner.core.planning.context import Device
+from xinf_planner.core.planning.placement import Group, pick_groups
+from xinf_planner.core.request import ModelRequest
+
+MAX_SHARD_HOSTS = 16            # the most hosts one sharded replica spans (PP stages / TP across hosts)
+
+
+@dataclass
+class Layout:
+    option: Option
+    device: Device
+    width: int                # GPUs per replica (TP for vLLM/SGLang, layer split for llama.cpp)
+    replicas: list[tuple[Host, Group | None]]
+    estimate: Any             # memory.Estimate of one replica
+    launch_extra: dict        # engine kwargs chosen for it
+    per_replica_seqs: int
+    served: int               # sequences served at once, all replicas
+    per_seq_tps: float
+    total_tps: float
+    reasons: list[str] = field(default_factory=list)
+    shard_hosts: tuple = ()   # one replica sharded over these hosts (n_worker); () otherwise
+    tp: int = 0               # a sharded replica's TP and PP (sharding.Parallel)
+    pp: int = 1
+
+    @property
+    def label(self) -> str:
+        if self.shard_hosts:
+            return (f"{self.option.label} TP{self.tp}×PP{self.pp}, 1 replica over {len(self.shard_hosts)} "
+                    f"hosts × {self.width}× {self.device.label}")
+        where = "CPU" if self.device.kind is None else f"{self.width}× {self.device.label}"
+        par = f" TP{self.width}" if engines.tensor_parallel(self.option.engine) else ""
+        return f"{self.option.label}{par}, {len(self.replicas)} replica(s) on {where}"
+
+    @property
+    def gpus_used(self) -> int:
+        return self.width * max(len(self.replicas), len(self.shard_hosts))
+
+    @property
+    def worst_link(self) -> int:
+        return max((g.worst_link for _, g in self.replicas if g is not None), default=0)
+
+
+def layouts(ctx, opt: Option, mreq: ModelRequest, quota: int, context: int) -> list[Layout]:
+    """Every way ``opt`` can serve ``mreq`` here, within ``quota`` GPUs per replica."""
+    out: list[Layout] = []
+    engine = opt.engine
+    widths = [1] if engines.facts(engine).get("single_device") else rules.tp_sizes()
+    for device, hosts in ctx.devices():
+        for width in widths:
+            if width > max(len(idx) for _, idx in hosts):
+                break
+            layout = gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width)
+            if layout is not None:
+                out.append(layout)
+    if sharding.shards(engine) and not mreq.model_path and not any(lay.served >= mreq.concurrency
+                                                                   for lay in out):
+        # too large for any one host (at this concurrency): one replica sharded over several
+        for device, hosts in ctx.devices():
+            layout = sharded_layout(ctx, opt, mreq, context, device, hosts)
+            if layout is not None:
+                out.append(layout)
+    if engines.runs_on_cpu(engine):
+        layout = cpu_layout(ctx, opt, mreq, context)
+        if layout is not None:
+            out.append(layout)
+    return out
+
+
+def gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width) -> Layout | None:
+    from xinf_planner.core.planning.sizing import finish
+
+    engine = opt.engine
+    tp = engines.tensor_parallel(engine)
+    name = f"{opt.label} {'TP' if tp else 'on '}{width}{'' if tp else ' GPU(s)'} × {device.label}"
+    if tp:
+        reason = rules.tp_reason(opt.arch, width, opt.spec.model_format)
+        if reason:
+            ctx.reject(name, reason)
+            return None
+    if width > quota and len(ctx.request.models) > 1:
+        ctx.reject(name, f"{width} GPUs per replica is more than this model's share of {quota} GPU(s).")
+        return None
+    reason = rules.cc_reason(engine, opt.spec.model_format, opt.precision, device.cc, device.label)
+    if reason:
+        ctx.reject(name, reason)
+        return None
+    groups_by_host: list[list[Group]] = []
+    platform_reason = None
+    for host, idx in hosts:
+        reason = rules.platform_reason(engine, host, device.vendor)
+        if reason:
+            platform_reason = platform_reason or reason
+            continue
+        if not ctx.placeable(host):
+            continue
+        groups_by_host.append(ctx.host_groups(host, idx, width))
+    if not any(groups_by_host):
+        if platform_reason:
+            ctx.reject(name, platform_reason)
+        return None
+    dtype = rules.dtype_for(engine, opt.precision, device.cc)
+    # which groups fit one sequence of the context at all (probed once per free-memory level)
+    fitting: list[list[Group]] = []
+    why = None
+    probes: dict[float, tuple] = {}
+    for groups in groups_by_host:
+        ok = []
+        for g in groups:
+            level = round(g.free_gib, 2)
+            if level not in probes:
+                probes[level] = estimates.fit_probe(ctx, opt, device, width, g.free_gib, context, dtype)
+            est, reason = probes[level]
+            if est is None:
+                why = why or reason
+            else:
+                ok.append(g)
+        fitting.append(ok)
+    available = sum(len(g) for g in fitting)
+    if not available:
+        ctx.reject(name, why or "it does not fit.")
+        return None
+    count = replica_count(ctx, mreq, available, max(1, quota // width), name)
+    if count is None:
+        return None
+    if mreq.model_path and not ctx.request.model_path_on_every_worker:
+        fitting = [g for g in fitting if g][:1]        # local weights: one host
+        if mreq.replicas and mreq.replicas > len(fitting[0]):
+            ctx.reject(name, f"local weights are registered on one host, where only {len(fitting[0])} "
+                       f"of the {mreq.replicas} replicas asked for fit.")
+            return None
+        count = min(count, len(fitting[0]))
+    picked = pick_groups(fitting, count, ctx.request.strategy)
+    host_of = {h.name: h for h in ctx.capacity.hosts}
+    chosen = [(host_of[g.host], g) for g in picked]
+    return finish(ctx, opt, mreq, context, device, width, chosen, dtype)
+
+
+def sharded_layout(ctx, opt, mreq, context, device, hosts) -> Layout | None:
+    """The fewest hosts (then the fewest GPUs per host) of this GPU kind over which one
+    replica serves the concurrency, with every shard on the same GPU indexes; else the one
+    that serves the most; None when none fits."""
+    from xinf_planner.core.planning.sizing import finish
+
+    engine = opt.engine
+    name = f"{opt.label} over several hosts × {device.label}"
+    if mreq.replicas is not None and mreq.replicas > 1:
+        ctx.reject(name, f"a replica sharded over several hosts is launched once (Xinference cannot "
+                         f"pin or add replicas of an n_worker launch); {mreq.replicas} replicas "
+                         f"were asked for.")
+        return None
+    if rules.cc_reason(engine, opt.spec.model_format, opt.precision, device.cc, device.label):
+        return None                             # refused (with its reason) on one host already
+    eligible = [(h, idx) for h, idx in hosts
+                if h.worker_address and not rules.platform_reason(engine, h, device.vendor)]
+    if len(eligible) < 2:
+        return None
+    dtype = rules.dtype_for(engine, opt.precision, device.cc)
+    widest = max(len(idx) for _, idx in eligible)
+    why = None
+    best = None
+    for n in range(2, min(len(eligible), MAX_SHARD_HOSTS) + 1):
+        for width in [w for w in rules.tp_sizes() if w <= widest]:
+            par, reason = sharding.parallel_for(engine, opt.arch, opt.spec.model_format, width, n,
+                                                ctx.request.interconnect)
+            if par is None:
+                why = why or reason
+                continue
+            by_host = [(h, ctx.host_groups(h, idx, width)) for h, idx in eligible]
+            for gpus, members in sharding.common_groups(by_host):
+                if len(members) < n:
+                    break
+                picked = sharding.pick_hosts(members, n, ctx.request.strategy)
+                free = min(g.free_gib for _, g in picked)
+                extra = estimates.engine_extra(opt, device, free, context, 1)
+                if extra is None:
+                    continue
+                est = estimates.estimate(ctx, opt, device, par.tp, free, context, 1, dtype, {**extra, "pp": par.pp})
+                if not est.fits:
+                    why = why or " ".join(est.reasons)
+                    break                   # the same memory level on other hosts fits no better
+                first = (picked[0][0], replace(picked[0][1], free_gib=free))
+                lay = finish(ctx, opt, mreq, context, device, par.tp, [first], dtype, pp=par.pp)
+                lay = replace(lay, width=width, shard_hosts=tuple(h for h, _ in picked), tp=par.tp,
+                              pp=par.pp, reasons=[par.reason, *lay.reasons])
+                if lay.served >= mreq.concurrency:
+                    return lay
+                if best is None or lay.served > best.served:
+                    best = lay
+                break
+    if best is None:
+        ctx.reject(name, why or "no set of hosts with the same free GPUs holds it.")
+    return best
+
+
+def cpu_layout(ctx, opt: Option, mreq: ModelRequest, context: int) -> Layout | None:
+    from xinf_planner.core.planning.sizing import finish
+
+    name = f"{opt.label} on the CPU"
+    reason = rules.cpu_format_reason(opt.engine, opt.spec.model_format)
+    if reason:
+        ctx.reject(name, reason)
+        return None
+    hosts = []
+    reason_any = None
+    for h in ctx.capacity.hosts:
+        reason = rules.platform_reason(opt.engine, h, None)
+        if reason:
+            reason_any = reason_any or reason
+            continue
+        if ctx.capacity.free_gpu[h.name] and opt.engine != "llama.cpp":
+            continue            # GPU hosts serve from their GPUs; llama.cpp may still use the CPU
+        if not ctx.placeable(h):
+            continue
+        hosts.append(h)
+    if not hosts:
+        if reason_any:
+            ctx.reject(name, reason_any)
+        return None
+    # hosts without usable GPUs first: a CPU replica on a GPU host is the last choice
+    hosts.sort(key=lambda h: (bool(ctx.capacity.free_gpu[h.name]), ctx.position[h.name]))
+    if mreq.model_path and not ctx.request.model_path_on_every_worker:
+        hosts = hosts[:1]                               # local weights: one host
+    cpu_only = [h for h in hosts if not h.gpus]
+    # CPU replicas on several hosts are pinned by replica_config, which cannot keep a host
+    # with GPUs off them (n_gpu "auto" takes one): hosts without GPUs, else one host.
+    hosts = cpu_only or hosts[:1]
+    want = mreq.replicas or max(1, len(cpu_only))       # by default one replica per CPU host
+    placed: list[tuple[Host, None]] = []
+    counts: dict[str, int] = {}
+
+    def add(h: Host) -> bool:
+        n = counts.get(h.name, 0) + 1
+        trial = estimates.cpu_estimate(ctx, opt, h, context, n, mreq, want)
+        if trial is None or trial.host_gib * n > ctx.capacity.free_ram[h.name] + 1e-9:
+            return False
+        counts[h.name] = n
+        placed.append((h, None))
+        return True
+
+    if ctx.request.strategy == "pack":
+        for h in hosts:
+            while len(placed) < want and add(h):
+                pass
+    else:
+        progress = True
+        while len(placed) < want and progress:
+            progress = False
+            for h in hosts:
+                if len(placed) < want and add(h):
+                    progress = True
+    if not placed:
+        trial = estimates.cpu_estimate_any(ctx, opt, hosts[0], context, mreq)
+        if trial is None:
+            ctx.reject(name, "the memory model finds no way to run it on the CPU.")
+        else:
+            ctx.reject(name, f"it needs about {trial.host_gib:.1f} GiB of RAM; {hosts[0].name} has "
+                       f"{ctx.capacity.free_ram[hosts[0].name]:.1f} GiB available.")
+        return None
+    if len(placed) < want and mreq.replicas:
+        ctx.reject(name, f"only {len(placed)} of the {want} replicas asked for fit in RAM.")
+        return None
+    placed.sort(key=lambda item: ctx.position[item[0].name])
+    return finish(ctx, opt, mreq, context, None, 0, placed, None, cpu_counts=counts)
+
+
+def replica_count(ctx, mreq: ModelRequest, available: int, by_quota: int, name: str) -> int | None:
+    """The replicas asked for (None, recorded, when fewer fit), else as many as fit within the quota."""
+    if mreq.replicas is not None:
+        if mreq.replicas > available:
+            ctx.reject(name, f"only {available} replica(s) fit, and {mreq.replicas} were asked for.")
+            return None
+        return mreq.replicas
+    return max(1, min(available, by_quota))

@@ -1,0 +1,126 @@
+"""The final configuration of a layout, per engine: how many sequences each replica serves,
+the engine kwargs it is launched with, and the estimate at that configuration.
+
+* vLLM/SGLang: the reservation (``gpu_memory_utilization`` / ``mem_fraction_static``) sized to
+  the smallest share of each GPU whose KV pool holds the replica's sequences, plus a margin;
+* llama.cpp on GPUs: slots (``n_parallel``), halved until they fit, and the layers offloaded;
+* other GPU engines: sequences halved until they fit;
+* the CPU: llama.cpp slots and threads per replica.
+"""
+
+from __future__ import annotations
+
+import math
+
+from xinf_planner.core import engines
+from xinf_planner.core.planning import estimates
+from xinf_planner.core.planning.context import CPU
+from xinf_planner.core.planning.layouts import Layout
+from xinf_planner.core.planning.placement import reservation_fraction
+
+
+def finish(ctx, opt, mreq, context, device, width, chosen, dtype, cpu_counts=None, pp=1) -> Layout:
+    """The layout of ``opt`` on the ``chosen`` (host, GPU group) replicas (device None: the CPU)."""
+    n = len(chosen)
+    if device is None:
+        est, launch_extra, per_replica, reasons = _size_cpu(ctx, opt, mreq, context, chosen, cpu_counts)
+    else:
+        free = min(g.free_gib for _, g in chosen)
+        if engines.reservation(opt.engine) is not None:
+            sized = _size_reserving(ctx, opt, mreq, context, device, width, free, n, dtype, pp)
+        elif opt.engine == "llama.cpp":
+            sized = _size_llama_gpu(ctx, opt, mreq, context, device, width, free, n)
+        else:
+            sized = _size_halving(ctx, opt, mreq, context, device, width, free, n, dtype)
+        est, launch_extra, per_replica, reasons = sized
+        if dtype:
+            launch_extra["dtype"] = dtype
+    served = per_replica * n
+    per_seq = float(est.decode_tokens_per_s.get("per_sequence") or 0.0)
+    total = float(est.decode_tokens_per_s.get("aggregate") or 0.0) * n
+    return Layout(opt, device or CPU, width, chosen, est, launch_extra, per_replica, served, per_seq, total,
+                  reasons)
+
+
+def _size_cpu(ctx, opt, mreq, context, chosen, cpu_counts):
+    engine = opt.engine
+    n = len(chosen)
+    host0 = chosen[0][0]
+    share = max(cpu_counts.values()) if cpu_counts else 1
+    seqs = estimates.slots(engine, mreq.concurrency, n)
+    est = estimates.estimate(ctx, opt, None, 0, None, context, seqs, None,
+                             estimates.cpu_slot_extra(engine, context, seqs), host=host0, cpu_share=share)
+    launch_extra = {}
+    if engine == "llama.cpp":
+        launch_extra = {"n_parallel": seqs, "n_threads": max(1, host0.cpu_cores // share)}
+    per_replica = min(seqs, int(est.max_concurrent_sequences)) if est.max_concurrent_sequences else seqs
+    return est, launch_extra, per_replica, []
+
+
+def _size_reserving(ctx, opt, mreq, context, device, width, free, n, dtype, pp):
+    """vLLM/SGLang: the reservation fraction, then the sequences its KV pool holds."""
+    from xinf_planner.core.memory import EstimateInput, min_gpu_memory_utilization
+
+    engine = opt.engine
+    objective = ctx.request.objective
+    target = math.ceil(mreq.concurrency / n)
+    res = engines.reservation(engine)
+    key = res.key
+    reasons: list[str] = []
+    fraction = estimates.engine_extra(opt, device, free, context, 1)[key]
+    if objective != "throughput":
+        kwargs = dict(model=opt.arch, engine=engine, model_format=opt.spec.model_format,
+                      quantization=opt.spec.quantization, tp=width,
+                      gpu_total_gib=device.total_gib, gpu_used_gib=device.total_gib - free,
+                      context_length=context, concurrency=target, dtype=dtype,
+                      gpu_bandwidth_gbps=device.bandwidth_gbps, pp=pp)
+        needed = min_gpu_memory_utilization(estimates.estimate_input(EstimateInput, kwargs), context * target)
+        if needed is not None:
+            sized = reservation_fraction(needed, res.margin, res.cap, free / device.total_gib)
+            if sized is not None:
+                fraction = sized
+                reasons.append(f"{key} {fraction}: the smallest share of each GPU's "
+                               f"{device.total_gib:.1f} GiB whose KV cache holds {target} "
+                               f"sequence(s) of {context} tokens ({needed:.3f}), plus a "
+                               f"{res.margin} margin, capped at {res.cap} and at what is free.")
+    if not reasons:
+        reasons.append(f"{key} {fraction}: as much of each GPU as is free, capped at {res.cap}"
+                       + (", for throughput." if objective == "throughput"
+                          else ", since the KV cache needs all of it."))
+    stages = {"pp": pp} if pp > 1 else {}
+    est = estimates.estimate(ctx, opt, device, width, free, context, target, dtype, {key: fraction, **stages})
+    cap = engines.max_batch(engine)
+    per_replica = min(int(est.max_concurrent_sequences), cap)
+    if objective == "throughput" and per_replica > target:
+        # speeds at capacity: every replica running as many sequences as its KV holds
+        load = min(per_replica, cap)
+        est = estimates.estimate(ctx, opt, device, width, free, context, load, dtype, {key: fraction, **stages})
+    return est, {key: fraction}, per_replica, reasons
+
+
+def _size_llama_gpu(ctx, opt, mreq, context, device, width, free, n):
+    """llama.cpp on GPUs: the most slots (halving) whose layers fit, fully or partly offloaded."""
+    seqs = estimates.slots(opt.engine, mreq.concurrency, n)
+    est, layers = estimates.llama_layers(ctx, opt, device, width, free, context, seqs)
+    while est is None and seqs > 1:
+        seqs //= 2
+        est, layers = estimates.llama_layers(ctx, opt, device, width, free, context, seqs)
+    reasons = []
+    launch_extra = {"n_parallel": seqs}
+    if layers is None:
+        launch_extra["n_gpu_layers"] = engines.all_layers("llama.cpp")
+    else:
+        launch_extra["n_gpu_layers"] = layers
+        reasons.append(f"Partial offload: {layers} of {opt.arch.num_layers} layers fit on the GPU; "
+                       f"the rest run from system RAM ({est.host_gib:.1f} GiB), much slower.")
+    return est, launch_extra, seqs, reasons
+
+
+def _size_halving(ctx, opt, mreq, context, device, width, free, n, dtype):
+    """Engines without paging or slots (MLX, Transformers): the most sequences (halving) that fit."""
+    seqs = estimates.slots(opt.engine, mreq.concurrency, n)
+    est = estimates.estimate(ctx, opt, device, width, free, context, seqs, dtype, {})
+    while not est.fits and seqs > 1:
+        seqs //= 2
+        est = estimates.estimate(ctx, opt, device, width, free, context, seqs, dtype, {})
+    return est, {}, seqs, []
