@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 from xinf_planner.core.catalog.gpus import lookup_gpu  # noqa: E402
 from xinf_planner.core.catalog.models import ModelArch, get_model  # noqa: E402
-from xinf_planner.core.documents import load_document  # noqa: E402
 from xinf_planner.core.memory import estimate  # noqa: E402
-from xinf_planner.core.serving.decode import decode_speed  # noqa: E402
 from xinf_planner.core.memory.types import EstimateInput  # noqa: E402
+from xinf_planner.core.serving.decode import decode_speed  # noqa: E402
+from xinf_planner.shell.documents import load_document  # noqa: E402
 
 MEASUREMENTS = ROOT / "benchmarks" / "data" / "decode_measurements.yaml"
 

@@ -28,11 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from xinf_planner.core.documents import load_document  # noqa: E402
 from xinf_planner.core.memory import estimate  # noqa: E402
 from xinf_planner.core.memory.calibration import row_input  # noqa: E402
 from xinf_planner.core.memory.kv import kv_bytes_per_token  # noqa: E402
 from xinf_planner.core.memory.pool import binding_layers  # noqa: E402
+from xinf_planner.shell.documents import load_document  # noqa: E402
 
 GIB = 2**30
 MIB = 2**20
@@ -48,8 +48,11 @@ def budget_gib(inp, est) -> float:
 def xinference_parts(inp):
     """(weights GiB per GPU, non-weight GiB per GPU) from Xinference's own estimator, or None."""
     try:
-        from xinference.model.llm.memory import (estimate_llm_gpu_memory,
-                                                 estimate_llm_gpu_memory_details, get_model_layers_info)
+        from xinference.model.llm.memory import (
+            estimate_llm_gpu_memory,
+            estimate_llm_gpu_memory_details,
+            get_model_layers_info,
+        )
     except Exception:  # not installed
         return None
     m = inp.model

@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from xinf_planner.core.documents import dump_document  # noqa: E402
-from xinf_planner.core.inventory import Inventory, load_inventory  # noqa: E402
+from xinf_planner.core.inventory import Inventory  # noqa: E402
 from xinf_planner.core.planning import make_plan  # noqa: E402
 from xinf_planner.core.request import request_from_intent  # noqa: E402
+from xinf_planner.shell.documents import load_inventory  # noqa: E402
 
 INTENT = {
     "models": [

@@ -9,7 +9,6 @@ from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
 
 import pytest
-
 from support.paths import EXAMPLES, ROOT, SHARED  # noqa: F401  (re-exported for older imports)
 
 

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
 
     import pynvml
 
-    from xinf_planner.core.documents import write_atomic
+    from xinf_planner.shell.files import write_atomic
     from xinf_planner.shell.probe.nvml import probe_nvidia
 
     recorder = RecordingNVML(pynvml)

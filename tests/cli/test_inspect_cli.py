@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from xinf_planner.core.inventory import Inventory, load_inventory
-
 from support.paths import EXAMPLES as _EXAMPLES
+
+from xinf_planner.core.inventory import Inventory
+from xinf_planner.shell.documents import load_inventory
 
 EXAMPLES = _EXAMPLES / "hosts"
 

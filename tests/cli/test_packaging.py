@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from support.paths import EXAMPLES, ROOT
 
 

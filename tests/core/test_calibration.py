@@ -8,12 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
-from xinf_planner.core.documents import load_document
 from xinf_planner.core.memory import estimate
 from xinf_planner.core.memory.calibration import row_input
-
-from support.paths import ROOT
+from xinf_planner.shell.documents import load_document
 
 # a copy of shared/calibration/measurements.yaml, kept in the project so every clone runs this
 MEASUREMENTS = ROOT / "benchmarks" / "data" / "memory_measurements.yaml"

@@ -9,12 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
-from xinf_planner.core.catalog import (all_models, find_spec, get_model, lookup_gpu, models_of, specs_for)
+from xinf_planner.core.catalog import (
+    all_models,
+    find_spec,
+    get_model,
+    lookup_gpu,
+    models_of,
+    specs_for,
+)
 from xinf_planner.core.catalog.live import match_live_spec
 from xinf_planner.errors import InvalidInput
 
-from support.paths import ROOT
 xinference = pytest.importorskip("xinference")
 XINF_MODELS = Path(xinference.__file__).parent / "model" / "llm" / "models"
 

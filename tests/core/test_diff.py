@@ -8,8 +8,16 @@ import copy
 
 import pytest
 
+from xinf_planner.core.rollout.diff import (
+    ADD,
+    REMOVE,
+    REPLACE,
+    SCALE,
+    UNCHANGED,
+    classify,
+    diff_plans,
+)
 from xinf_planner.shell.deploy.rollouts import Facts, prepare
-from xinf_planner.core.rollout.steps import ADD, REMOVE, REPLACE, SCALE, UNCHANGED, classify, diff_plans
 
 # GET /v1/models, one entry (recorded on 4.1.0); "context_length" is the registration's, not the launch's
 RUNNING = {

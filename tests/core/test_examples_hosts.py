@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from xinf_planner.core.inventory import Inventory, load_inventory
-
 from support.paths import EXAMPLES
+
+from xinf_planner.core.inventory import Inventory
+from xinf_planner.shell.documents import load_inventory
 
 HOSTS = EXAMPLES / "hosts"
 FILES = sorted(HOSTS.glob("*.yaml"))

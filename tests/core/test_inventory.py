@@ -3,14 +3,14 @@ import json
 
 import pytest
 
-from xinf_planner.errors import InvalidInput
 from xinf_planner.core.inventory import (
     Inventory,
     fingerprint,
     inventory_to_text,
-    load_inventory,
     merge_inventories,
 )
+from xinf_planner.errors import InvalidInput
+from xinf_planner.shell.documents import load_inventory
 
 BASE = {
     "version": 1,

@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xinf_planner.core.catalog import all_models, get_model
-from xinf_planner.errors import InvalidInput
 from xinf_planner.core.memory import EstimateInput, estimate, min_gpu_memory_utilization
 from xinf_planner.core.memory.gguf import bits_per_weight, file_bytes
 from xinf_planner.core.memory.kv import kv_bytes_per_token
 from xinf_planner.core.memory.tensors import model_tensors, pp_layer_ranges
 from xinf_planner.core.memory.weights import per_gpu_bytes, tensor_bytes, total_bytes
+from xinf_planner.errors import InvalidInput
 
 GIB = 2**30
 DENSE = [m for m in all_models() if not m.is_mla]

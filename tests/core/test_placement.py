@@ -4,11 +4,20 @@ on the example inventories (real nvidia-smi topo layouts)."""
 import itertools
 
 import pytest
-
 from support.paths import EXAMPLES
-from xinf_planner.core.inventory import GIB, Host, load_inventory
-from xinf_planner.core.planning.placement import (Group, group_gpus, host_groups, link_rank, pick_groups,
-                                    placement_kwargs, reservation_fraction, reserved_gib)
+
+from xinf_planner.core.inventory import GIB, Host
+from xinf_planner.core.planning.placement import (
+    Group,
+    group_gpus,
+    host_groups,
+    link_rank,
+    pick_groups,
+    placement_kwargs,
+    reservation_fraction,
+    reserved_gib,
+)
+from xinf_planner.shell.documents import load_inventory
 
 HOSTS = EXAMPLES / "hosts"
 

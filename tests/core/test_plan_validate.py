@@ -4,13 +4,13 @@ import copy
 from functools import lru_cache
 
 import pytest
-
 from support.paths import EXAMPLES
+
 from xinf_planner.core.documents import dump_document
-from xinf_planner.core.inventory import load_inventory
 from xinf_planner.core.plan.validate import plan_errors
 from xinf_planner.core.planning import make_plan
 from xinf_planner.core.request import request_from_intent
+from xinf_planner.shell.documents import load_inventory
 
 HOSTS = EXAMPLES / "hosts"
 
@@ -223,7 +223,9 @@ def test_gpu_idx_refused_on_apple_silicon():
 ])
 def test_hand_edits_of_wrong_type_are_schema_errors_not_crashes(run_cli, tmp_path, where, value):
     from support.paths import EXAMPLES
-    from xinf_planner.core.documents import dump_document, load_document
+
+    from xinf_planner.core.documents import dump_document
+    from xinf_planner.shell.documents import load_document
 
     doc = load_document(EXAMPLES / "cluster" / "plan-r1-fp8.yaml")
     target = doc["deployments"][0]

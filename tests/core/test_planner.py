@@ -4,16 +4,17 @@ spread/pack, determinism, local weights, and the `plan` command."""
 import copy
 
 import pytest
-
 from support.paths import EXAMPLES
+
 from xinf_planner.core import rules
 from xinf_planner.core.documents import dump_document, parse_document
-from xinf_planner.errors import NothingFits
-from xinf_planner.core.inventory import GIB, load_inventory
+from xinf_planner.core.inventory import GIB
 from xinf_planner.core.plan.validate import plan_errors
 from xinf_planner.core.planning import make_plan
 from xinf_planner.core.planning.scoring import balanced_score
 from xinf_planner.core.request import request_from_intent
+from xinf_planner.errors import NothingFits
+from xinf_planner.shell.documents import load_inventory
 
 HOSTS = EXAMPLES / "hosts"
 

@@ -10,14 +10,15 @@ from functools import lru_cache
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from support.paths import EXAMPLES
+
 from xinf_planner.core.documents import dump_document
-from xinf_planner.errors import NothingFits
-from xinf_planner.core.inventory import Inventory, load_inventory
+from xinf_planner.core.inventory import Inventory
 from xinf_planner.core.plan.validate import plan_errors
 from xinf_planner.core.planning import make_plan
 from xinf_planner.core.request import request_from_intent
+from xinf_planner.errors import NothingFits
+from xinf_planner.shell.documents import load_inventory
 
 
 @lru_cache(maxsize=1)

@@ -10,14 +10,14 @@ import shlex
 from functools import lru_cache
 
 import pytest
-
 from support.paths import EXAMPLES
+
 from xinf_planner.core.documents import dump_document
-from xinf_planner.core.inventory import load_inventory
 from xinf_planner.core.planning import make_plan
 from xinf_planner.core.render import TEMPLATES
 from xinf_planner.core.render import render as render_with
 from xinf_planner.core.request import request_from_intent
+from xinf_planner.shell.documents import load_inventory
 from xinf_planner.shell.templates import read_templates
 
 
@@ -143,6 +143,7 @@ def test_registration_renders_the_custom_model_json(tmp_path):
     import sys
     sys.path.insert(0, str(EXAMPLES.parent))
     from integration.tiny_model import build_gguf_model_dir
+
     from xinf_planner.shell.local_weights import detect
 
     folder = build_gguf_model_dir(tmp_path / "tiny")
@@ -169,6 +170,7 @@ def test_no_secret_in_any_output(monkeypatch):
 
 def test_user_templates_folder(tmp_path):
     import shutil
+
     from xinf_planner.shell.templates import templates_dir
 
     mine = tmp_path / "tpl"
@@ -187,7 +189,7 @@ def test_render_is_deterministic():
 def test_sharded_cluster_plan_renders_workers_and_env():
     """The multi-host R1 example: n_worker, the worker list and the NCCL/Gloo env reach the CLI."""
     from xinf_planner.core.planning.sharding import launch_args
-    from xinf_planner.core.documents import load_document
+    from xinf_planner.shell.documents import load_document
 
     doc = load_document(EXAMPLES / "cluster" / "plan-r1-fp8.yaml")
     (dep,) = doc["deployments"]

@@ -160,9 +160,11 @@ def test_capacities_and_replicas_come_from_the_plan_document():
 
 def test_a_sharded_deployment_has_no_rolling_path_even_with_downtime():
     """Xinference 4.1 cannot add, terminate or replace replicas of an n_worker launch."""
-    from xinf_planner.core.documents import load_document
-    from xinf_planner.core.rollout.steps import Change, rollout_steps
     from support.paths import EXAMPLES
+
+    from xinf_planner.core.rollout.diff import Change
+    from xinf_planner.core.rollout.steps import rollout_steps
+    from xinf_planner.shell.documents import load_document
 
     plan = load_document(EXAMPLES / "cluster" / "plan-r1-fp8.yaml")
     (dep,) = plan["deployments"]

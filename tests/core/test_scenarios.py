@@ -4,14 +4,15 @@ explained refusal, with the properties a person reviewing it would check."""
 from functools import lru_cache
 
 import pytest
-
 from support.paths import EXAMPLES
+
 from xinf_planner.core import engines, rules
-from xinf_planner.errors import NothingFits
-from xinf_planner.core.inventory import GIB, load_inventory
+from xinf_planner.core.inventory import GIB
 from xinf_planner.core.plan.validate import plan_errors
 from xinf_planner.core.planning import make_plan
 from xinf_planner.core.request import request_from_intent
+from xinf_planner.errors import NothingFits
+from xinf_planner.shell.documents import load_inventory
 
 HOSTS = EXAMPLES / "hosts"
 INVENTORIES = sorted(p.name for p in HOSTS.glob("*.yaml"))

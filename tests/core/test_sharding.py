@@ -11,14 +11,14 @@ from __future__ import annotations
 import copy
 
 import pytest
-
+from support.intents import R1_FP8  # noqa: E402
 from support.paths import EXAMPLES
-from xinf_planner.core.inventory import Inventory, load_inventory
+
+from xinf_planner.core.inventory import Inventory
 from xinf_planner.core.plan.validate import plan_errors
 from xinf_planner.core.planning import make_plan
 from xinf_planner.core.request import request_from_intent
-
-from support.intents import R1_FP8  # noqa: E402
+from xinf_planner.shell.documents import load_inventory
 
 
 def h100_pair() -> Inventory:

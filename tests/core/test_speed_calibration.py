@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.paths import ROOT
 
 from xinf_planner.core.catalog.gpus import lookup_gpu
 from xinf_planner.core.catalog.models import all_models, get_model
 from xinf_planner.core.memory import estimate
-from xinf_planner.core.serving.decode import decode_speed, memory_kind
 from xinf_planner.core.memory.types import EstimateInput
 from xinf_planner.core.memory.weights import total_bytes
+from xinf_planner.core.serving.decode import decode_speed, memory_kind
 
-from support.paths import ROOT
 _spec = importlib.util.spec_from_file_location("decode_speed_accuracy", ROOT / "benchmarks" / "decode_speed_accuracy.py")
 accuracy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(accuracy)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from xinf_planner.core.documents import dump_document
 from xinf_planner.core.inventory import Inventory, fingerprint
+from xinf_planner.core.plan.validate import check_plan
 from xinf_planner.core.registration import registration_for
 from xinf_planner.core.sizes import size_in_billions
 from xinf_planner.shell.local_weights import detect
-from xinf_planner.core.plan.validate import check_plan
 
 FAMILY = "deepseek-r1-distill-qwen"
 GIB = 1024 ** 3

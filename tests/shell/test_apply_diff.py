@@ -10,17 +10,19 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xinf_planner.shell.deploy.apply import (
-    Reporter,
-    check_version,
-    compare,
-    destroy_targets,
-    diff,
-    dry_run_calls,
-    status_report,
+from xinf_planner.cli.output import Reporter
+from xinf_planner.core.rollout.diff import ADD, REPLACE, UNCHANGED, compare, diff_plans, names_of, summary
+from xinf_planner.core.rollout.status import status_report
+from xinf_planner.shell.deploy.dry_run import dry_run_calls
+from xinf_planner.shell.deploy.preflight import check_version
+from xinf_planner.shell.deploy.teardown import destroy_targets
+from xinf_planner.shell.server import (
+    Credentials,
+    mask_url,
+    parse_version,
+    resolve_endpoint,
 )
 from xinf_planner.shell.state import State
-from xinf_planner.shell.server import Credentials, mask_url, parse_version, resolve_endpoint
 
 # GET /v1/models, one entry (recorded)
 RUNNING_TINY = {
@@ -62,11 +64,13 @@ def test_diff_sorts_deployments_into_launch_unchanged_differ():
     plan = _plan(_dep("same", "tiny-a"), _dep("other-quant", "tiny-b", quantization="Q4_K_M"),
                  _dep("missing", "tiny-c"))
     running = {"tiny-a": RUNNING_TINY, "tiny-b": dict(RUNNING_TINY, id="tiny-b")}
-    d = diff(plan, running)
-    assert d.to_launch == ["missing"] and d.unchanged == ["same"]
-    (name, differences), = d.differing
-    assert name == "other-quant" and differences == ["quantization: planned 'Q4_K_M', running 'F32'"]
-    assert d.summary() == "1 to launch, 1 unchanged, 1 differ"
+    changes = diff_plans(plan, None, running, {}, set())
+    assert names_of(changes, ADD) == ["missing"] and names_of(changes, UNCHANGED) == ["same"]
+    (differing,) = [c for c in changes if c.kind == REPLACE]
+    assert differing.name == "other-quant" and differing.fields == ["quantization: 'F32' -> 'Q4_K_M'"]
+    assert compare(plan["deployments"][1]["launch"], running["tiny-b"]) == [
+        "quantization: planned 'Q4_K_M', running 'F32'"]
+    assert summary(changes) == "1 to launch, 1 unchanged"
 
 
 def test_compare_normalises_engine_case_and_size_spelling():
@@ -83,10 +87,11 @@ def test_diff_partitions_every_deployment(kinds):
         deps.append(_dep(f"d{i}", uid))
         if kind != "absent":
             running[uid] = dict(RUNNING_TINY, id=uid, quantization="F32" if kind == "run" else "Q8_0")
-    d = diff(_plan(*deps), running)
-    names = d.to_launch + d.unchanged + [n for n, _ in d.differing]
+    changes = diff_plans(_plan(*deps), None, running, {}, set())
+    names = names_of(changes, ADD) + names_of(changes, UNCHANGED) + names_of(changes, REPLACE)
     assert sorted(names) == sorted(dep["name"] for dep in deps)
-    assert len(d.unchanged) == kinds.count("run") and len(d.differing) == kinds.count("differ")
+    assert len(names_of(changes, UNCHANGED)) == kinds.count("run")
+    assert len(names_of(changes, REPLACE)) == kinds.count("differ")
 
 
 def test_status_in_sync_drift_and_unowned():
@@ -182,7 +187,7 @@ def test_reporter_redraws_in_place_on_a_terminal():
 
 
 def test_transient_launch_errors_are_recognised():
-    from xinf_planner.shell.deploy.apply import transient_cause
+    from xinf_planner.shell.deploy.wait import transient_cause
 
     # the message Xinference 4.1.0 gave on this VM when two replicas raced (see apply.py)
     seen = ("deepseek-r1-distill-qwen-local-rep0: [Errno 17] File exists: '/tmp/demo/tiny-r1' -> "
@@ -199,7 +204,7 @@ def _worker(address, vram_available_bytes):
 
 
 def test_memory_check_per_gpu_locally_and_per_worker_remotely():
-    from xinf_planner.shell.deploy.apply import gpu_needs, memory_problems
+    from xinf_planner.shell.deploy.preflight import gpu_needs, memory_problems
 
     dep = _dep("d", "m", replica=2)
     dep["estimate"] = {"per_gpu_gib": {"total": 70.0}}
@@ -218,7 +223,7 @@ def test_memory_check_per_gpu_locally_and_per_worker_remotely():
 
 
 def test_a_single_worker_takes_placements_that_name_none():
-    from xinf_planner.shell.deploy.apply import gpu_needs
+    from xinf_planner.shell.deploy.preflight import gpu_needs
 
     dep = _dep("d", "m", replica=2)
     dep["estimate"] = {"per_gpu_gib": {"total": 10.0}}
@@ -228,7 +233,8 @@ def test_a_single_worker_takes_placements_that_name_none():
 
 def test_dry_run_shows_the_env_a_sharded_launch_carries():
     from support.paths import EXAMPLES
-    from xinf_planner.core.documents import load_document
+
+    from xinf_planner.shell.documents import load_document
 
     plan = load_document(EXAMPLES / "cluster" / "plan-r1-fp8.yaml")
     (dep,) = plan["deployments"]

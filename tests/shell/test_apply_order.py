@@ -1,6 +1,6 @@
 """apply and rollback: a plan `validate` rejects never reaches a server; removals run before
 launches, and the memory they free counts in the preflight; the rollout classification
-leaves nothing of apply's diff "differing"; rollback records the plan file it re-applied.
+changes whatever status calls drift; rollback records the plan file it re-applied.
 
 Server answers are shaped as a real Xinference 4.1.0 gives them (GET /v1/models entries and
 the cluster info's worker records, as in tests/test_apply_diff.py). No server is contacted:
@@ -17,17 +17,18 @@ from functools import lru_cache
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from support.paths import EXAMPLES
-from xinf_planner.shell.deploy.apply import apply_order, diff, gpu_needs, memory_problems
+
 from xinf_planner.core.documents import dump_document
-from xinf_planner.errors import InvalidInput
-from xinf_planner.core.inventory import load_inventory
-from xinf_planner.core.plan.validate import load_plan, plan_errors
+from xinf_planner.core.plan.validate import plan_errors
 from xinf_planner.core.planning import make_plan
 from xinf_planner.core.request import request_from_intent
-from xinf_planner.shell.deploy.rollouts import Facts, prepare, split_diff
-from xinf_planner.core.rollout.steps import REMOVE, SCALE
+from xinf_planner.core.rollout.diff import ADD, REMOVE, SCALE, UNCHANGED, compare, names_of
+from xinf_planner.errors import InvalidInput
+from xinf_planner.shell.deploy.apply import apply_order
+from xinf_planner.shell.deploy.preflight import gpu_needs, memory_problems
+from xinf_planner.shell.deploy.rollouts import Facts, prepare
+from xinf_planner.shell.documents import load_inventory, load_plan
 from xinf_planner.shell.state import State, plan_hash, save_state
 
 GIB = 1 << 30
@@ -175,10 +176,8 @@ def test_removals_come_before_rollouts_and_rollouts_before_launches():
     ids = {a["launch"]["model_uid"]: list(range(a["launch"]["replica"])), "c": [0, 1]}
     facts = Facts(running, ids, [WORKER], v1, set(ids))
     rollout = prepare(v2, facts)
-    d = diff(v2, running)
-    split_diff(d, rollout)
-    assert apply_order(d, rollout) == [(REMOVE, a["name"]), (SCALE, "c"), ("launch", "b")]
-    assert (d.to_launch, d.unchanged, d.differing) == (["b"], [], [])
+    assert apply_order(rollout.changes) == [(REMOVE, a["name"]), (SCALE, "c"), ("launch", "b")]
+    assert (names_of(rollout.changes, ADD), names_of(rollout.changes, UNCHANGED)) == (["b"], [])
 
 
 def test_preflight_counts_what_the_removals_free():
@@ -206,7 +205,7 @@ def test_preflight_counts_what_the_removals_free():
     assert len(problems) == 1 and f"(+{sum(half.values()):.2f} GiB that the removals free)" in problems[0]
 
 
-# --- 5. nothing apply's diff calls "differing" escapes the rollout ----------------------------
+# --- 5. whatever status calls drift is a scale or replace of the rollout ---------------------
 FIELDS = {
     "model_engine": st.sampled_from(["llama.cpp", "LLAMA.CPP", "vllm"]),
     "model_format": st.sampled_from(["ggufv2", "GGUFV2", "pytorch"]),
@@ -230,12 +229,12 @@ def test_every_differing_deployment_is_a_scale_or_replace(server, planned, have,
     plan = _tiny(planned)
     running = {"m": dict(_running(plan["deployments"][0], have), **server)}
     facts = Facts(running, {"m": list(range(have))}, [WORKER], _tiny(have) if applied_before else None, {"m"})
-    d = diff(plan, running)
+    differing = compare(plan["deployments"][0]["launch"], running["m"])
     rollout = prepare(plan, facts, allow_downtime=True)
     rolled = {c.name for c in rollout.rolled()}
-    assert {name for name, _ in d.differing} <= rolled
-    split_diff(d, rollout)
-    assert d.differing == [] and sorted(d.unchanged + d.to_launch + sorted(rolled)) == ["d"]
+    if differing:           # what status calls drift, the rollout changes
+        assert rolled == {"d"}
+    assert sorted(names_of(rollout.changes, UNCHANGED, ADD) + sorted(rolled)) == ["d"]
 
 
 # --- 4. rollback records the file it re-applied ---------------------------------------------

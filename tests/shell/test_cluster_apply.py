@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import copy
 
-from support.paths import EXAMPLES
-from xinf_planner.shell.deploy.apply import gpu_needs, planned_workers, status_report
-from xinf_planner.core.planning.sharding import launch_args, placement_mismatches, unfilled_env
-from xinf_planner.core.inventory import load_inventory
-from xinf_planner.core.planning import make_plan
-from xinf_planner.core.request import request_from_intent
 from support.intents import R1_FP8
+from support.paths import EXAMPLES
+
+from xinf_planner.core.planning import make_plan
+from xinf_planner.core.planning.sharding import (
+    launch_args,
+    placement_mismatches,
+    unfilled_env,
+)
+from xinf_planner.core.request import request_from_intent
+from xinf_planner.core.plan.document import Plan, Deployment
+from xinf_planner.core.rollout.status import status_report
+from xinf_planner.shell.deploy.preflight import gpu_needs
+from xinf_planner.shell.documents import load_inventory
 
 
 def _r1_plan() -> dict:
@@ -41,7 +48,7 @@ def test_sharded_replica_counts_memory_on_every_worker():
 def test_replicas_off_their_planned_worker_or_gpus_are_reported():
     plan = _r1_plan()
     dep = plan["deployments"][0]
-    planned = planned_workers(plan, dep)
+    planned = Plan(plan).planned_workers(Deployment(dep))
     good = {"replica_statuses": [{"replica_model_uid": "deepseek-r1-671b-rep0", "status": "READY",
                                   "worker_address": "10.0.1.12:30001", "gpu_idx": list(range(8))}]}
     assert placement_mismatches(dep, planned, good) == []

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from support.paths import EXAMPLES, ROOT
+
 from xinf_planner.errors import InvalidInput
-from xinf_planner.core.inventory import load_inventory
+from xinf_planner.shell.documents import load_inventory
 from xinf_planner.shell.probe.cluster import inventory_from_cluster_info
 
 RECORDED = json.loads((ROOT / "tests/support/fixtures/cluster/cluster-info-2-cpu-workers.json").read_text())

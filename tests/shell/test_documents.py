@@ -3,8 +3,8 @@ import stat
 
 import pytest
 
-from xinf_planner.core.documents import write_atomic
 from xinf_planner.errors import InvalidInput
+from xinf_planner.shell.files import write_atomic
 
 
 def test_unwritable_path_is_one_line_invalid_input(tmp_path):

@@ -8,12 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.paths import FIXTURES as _FIXTURES
 
 from xinf_planner.core.inventory import Inventory
 from xinf_planner.shell.probe.apple import ProbeCommandError, probe_apple, run_command
 from xinf_planner.shell.probe.local import probe_local
-
-from support.paths import FIXTURES as _FIXTURES
 
 FIXTURES = _FIXTURES / "sysctl"
 GIB = 1 << 30

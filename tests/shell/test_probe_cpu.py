@@ -6,7 +6,11 @@ import os
 import re
 from pathlib import Path
 
-from xinf_planner.shell.probe.cpu import parse_cpuinfo_model, parse_meminfo, probe_linux_cpu
+from xinf_planner.shell.probe.cpu import (
+    parse_cpuinfo_model,
+    parse_meminfo,
+    probe_linux_cpu,
+)
 
 
 def _meminfo_kib(field: str) -> int:

@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-
 from support.fake_nvml import error, load_fixture, replay  # noqa: E402
 from support.paths import ROOT  # noqa: E402
 

@@ -15,7 +15,7 @@ from xinf_planner.shell.state import (
     HISTORY_LIMIT,
     State,
     StateLock,
-    default_state_path,
+    state_path,
     load_state,
     plan_hash,
     save_state,
@@ -43,7 +43,7 @@ def test_round_trip_private_and_atomic(tmp_path):
 
 
 def test_default_path_is_beside_the_plan(tmp_path):
-    assert default_state_path(tmp_path / "plans" / "p.yaml") == tmp_path / "plans" / ".xinf-plan" / "state.json"
+    assert state_path(tmp_path / "plans" / "p.yaml") == tmp_path / "plans" / ".xinf-plan" / "state.json"
 
 
 def test_plan_hash_ignores_key_order_not_values():

@@ -1,44 +1,18 @@
-"""Reading, validating and writing the tool's documents (inventories, intents, plans).
-
-YAML is read with ``safe_load`` only. Every error is one line that names the file and,
-for schema errors, the JSON path of the offending value. Files are written atomically
-(a temporary file in the same folder, then a rename), so a crash never leaves half a file.
-"""
+"""The tool's documents as text: parsing (YAML with ``safe_load`` only; JSON is a subset),
+dumping, and validation against the JSON Schemas in ``schemas/``. Every error is one line that
+names the document and, for schema errors, the JSON path of the offending value. Reading and
+writing files is the shell's (``shell/documents.py``)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from xinf_planner.errors import InvalidInput
-
-
-def load_document(path: str | os.PathLike, what: str = "document") -> Any:
-    """Parse a YAML or JSON file ('-' is stdin). JSON is a subset of YAML, so one parser serves."""
-    if str(path) == "-":
-        import sys
-
-        text = sys.stdin.read()
-        name = "<stdin>"
-    else:
-        p = Path(path)
-        name = str(p)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InvalidInput(f"{what} file not found: {name}") from None
-        except IsADirectoryError:
-            raise InvalidInput(f"{what} path is a directory, not a file: {name}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"cannot read {what} file {name}: {exc}") from None
-    return parse_document(text, name, what)
 
 
 def parse_document(text: str, name: str = "<string>", what: str = "document") -> Any:
@@ -119,55 +93,3 @@ def dump_document(doc: Any, fmt: str = "yaml") -> str:
         return json.dumps(doc, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100,
                      default_flow_style=False)
-
-
-def write_atomic(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder, an fsync and a rename.
-
-    ``mode`` None keeps an existing file's permissions, else the umask's default (a plan is for
-    review by others; the state file passes 0o600). A path that cannot be written is one line
-    (InvalidInput), never a traceback.
-    """
-    p = Path(path)
-    if mode is None:
-        try:
-            mode = p.stat().st_mode & 0o777
-        except OSError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    except OSError as exc:
-        raise InvalidInput(f"cannot write {p}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, p)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise InvalidInput(f"cannot write {p}: {exc.strerror or exc}") from None
-        raise
-    _fsync_dir(p.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); best effort where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

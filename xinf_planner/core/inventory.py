@@ -1,4 +1,5 @@
-"""The hardware inventory, format version 1: dataclasses, load, save, merge, validation.
+"""The hardware inventory, format version 1: dataclasses, merge, validation, fingerprint.
+Files are read and written by ``shell/documents.py``.
 
 This is a contract: see the README's "Inventory format" section and
 ``xinf_planner/schemas/inventory.schema.json``. Unknown optional fields are kept
@@ -7,11 +8,10 @@ This is a contract: see the README's "Inventory format" section and
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable
 
-from xinf_planner.core.documents import dump_document, load_document, validate_schema, write_atomic
+from xinf_planner.core.documents import dump_document, validate_schema
 from xinf_planner.errors import InvalidInput
 
 SCHEMA = "inventory.schema.json"
@@ -222,19 +222,8 @@ def check_semantics(inv: Inventory, name: str = "inventory") -> None:
                         raise InvalidInput(f"{name}: $.hosts[{i}].topology[{r}][{c}]: 'X' only on the diagonal")
 
 
-def load_inventory(path: str | os.PathLike) -> Inventory:
-    doc = load_document(path, "inventory")
-    return Inventory.from_dict(doc, str(path))
-
-
 def inventory_to_text(inv: Inventory, fmt: str = "yaml") -> str:
     return dump_document(inv.to_dict(), fmt)
-
-
-def save_inventory(inv: Inventory, path: str | os.PathLike, fmt: str | None = None) -> None:
-    if fmt is None:
-        fmt = "json" if str(path).endswith(".json") else "yaml"
-    write_atomic(path, inventory_to_text(inv, fmt))
 
 
 def merge_inventories(parts: Iterable[tuple[str, Inventory]]) -> Inventory:

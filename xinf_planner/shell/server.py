@@ -22,7 +22,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from xinf_planner.errors import EXIT_UNREACHABLE, AuthFailed, InvalidInput, ServerUnreachable, XinfPlanError
+from xinf_planner.errors import (
+    EXIT_UNREACHABLE,
+    AuthFailed,
+    InvalidInput,
+    ServerUnreachable,
+    XinfPlanError,
+)
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9997"
 CONNECT_TIMEOUT_S = 3.0   # TCP connect; an unreachable server is reported well under 10 s

@@ -32,8 +32,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xinf_planner.core.documents import validate_schema, write_atomic
+from xinf_planner.core.documents import validate_schema
 from xinf_planner.errors import InvalidInput, StateLocked
+from xinf_planner.shell.files import write_atomic
 
 STATE_VERSION = 1
 STATE_DIR = ".xinf-plan"
@@ -41,9 +42,15 @@ STATE_FILE = "state.json"
 HISTORY_LIMIT = 20
 
 
-def default_state_path(plan_path) -> Path:
-    """``.xinf-plan/state.json`` in the plan's folder."""
-    return Path(plan_path).resolve().parent / STATE_DIR / STATE_FILE
+def state_path(plan_path=None, state_file=None) -> Path:
+    """The state file: ``state_file`` when given, else ``.xinf-plan/state.json`` in the plan's
+    folder, else (no plan) in the current folder. The one rule every command follows."""
+    if state_file:
+        return Path(state_file)
+    if plan_path and str(plan_path) != "-":
+        return Path(plan_path).resolve().parent / STATE_DIR / STATE_FILE
+    return Path(STATE_DIR) / STATE_FILE
+
 
 
 def plan_hash(plan: dict) -> str:

@@ -1,4 +1,5 @@
-"""`xinf-plan apply PLAN`: make a plan real on an Xinference server (thin; logic in apply.py)."""
+"""`xinf-plan apply PLAN`: make a plan real on an Xinference server (thin; logic in
+shell/deploy/apply.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,15 @@ import os
 from pathlib import Path
 
 import click
+
+from xinf_planner.cli.options import (
+    credentials,
+    gpu_probe,
+    open_connection,
+    rollout_options,
+    server_options,
+    state_path_for,
+)
 
 EXAMPLE = """
 \b
@@ -15,73 +25,6 @@ Examples:
   xinf-plan apply plan.yaml --api-key "$TOKEN" --no-smoke-test
   xinf-plan apply plan-v2.yaml --username admin --max-unavailable 2
 """
-
-
-def server_options(fn):
-    """-e/--endpoint, --api-key, --username, --state: shared by apply, status and destroy."""
-    fn = click.option("--state", "state_file", type=click.Path(dir_okay=False),
-                      help="State file (default: .xinf-plan/state.json beside the plan).")(fn)
-    fn = click.option("--username", "-u", default=None,
-                      help="Log in as this user; the password comes from $XINFERENCE_PASSWORD "
-                           "or a prompt.")(fn)
-    fn = click.option("--api-key", "-ak", envvar="XINFERENCE_API_KEY", default=None,
-                      help="API key or access token [env: XINFERENCE_API_KEY].")(fn)
-    fn = click.option("--endpoint", "-e", envvar="XINFERENCE_ENDPOINT", default=None,
-                      help="Xinference endpoint [env: XINFERENCE_ENDPOINT; default "
-                           "http://127.0.0.1:9997].")(fn)
-    return fn
-
-
-def rollout_options(fn):
-    """--max-unavailable, --allow-downtime: how apply and rollback roll changes (rolling.py)."""
-    fn = click.option("--allow-downtime", is_flag=True,
-                      help="Let a change stop every replica of a deployment when old and new cannot "
-                           "run side by side.")(fn)
-    fn = click.option("--max-unavailable", type=click.IntRange(min=1), default=1, show_default=True,
-                      help="Replicas a rolling change may take down at once.")(fn)
-    return fn
-
-
-def credentials(api_key: str | None, username: str | None, prompt: bool = True):
-    from xinf_planner.shell.server import Credentials
-
-    if username:
-        password = os.environ.get("XINFERENCE_PASSWORD")
-        if password is None and prompt:
-            password = click.prompt(f"password for {username}", hide_input=True, err=True)
-        return Credentials(username=username, password=password)
-    return Credentials(api_key=api_key or None)
-
-
-def state_path_for(plan_path: str, state_file: str | None) -> Path:
-    from xinf_planner.shell.state import default_state_path
-
-    return Path(state_file) if state_file else default_state_path(plan_path)
-
-
-def open_connection(endpoint, api_key, username):
-    from xinf_planner.shell.server import connect, resolve_endpoint
-
-    return connect(resolve_endpoint(endpoint, os.environ), credentials(api_key, username))
-
-
-def echo_report(ctx, report: dict, fmt: str, render_table, out_of_sync_code: int) -> None:
-    """Print a status/diff report as a table or a document; exit with ``out_of_sync_code``
-    when the server and the plan differ."""
-    from xinf_planner.core.documents import dump_document
-
-    if fmt == "table":
-        click.echo(render_table(report))
-    else:
-        click.echo(dump_document(report, fmt), nl=False)
-    if not report["in_sync"]:
-        ctx.exit(out_of_sync_code)
-
-
-def gpu_probe():
-    from xinf_planner.shell.probe.nvml import probe_nvidia
-
-    return probe_nvidia().gpus
 
 
 @click.command("apply", epilog=EXAMPLE)
@@ -104,10 +47,12 @@ def command(plan, endpoint, api_key, username, state_file, dry_run, no_smoke_tes
     5: server unreachable or too old;
     6: authentication refused; 8: another apply holds the state lock.
     """
-    from xinf_planner.shell.deploy.apply import ApplyOptions, Reporter, apply_plan, dry_run_calls
-    from xinf_planner.core.plan.validate import load_plan
-    from xinf_planner.shell.state import StateLock, load_state
+    from xinf_planner.cli.output import Reporter
+    from xinf_planner.shell.deploy.apply import ApplyOptions, apply_plan
+    from xinf_planner.shell.deploy.dry_run import dry_run_calls
+    from xinf_planner.shell.documents import load_plan
     from xinf_planner.shell.server import mask_url, resolve_endpoint
+    from xinf_planner.shell.state import StateLock, load_state
 
     doc = load_plan(plan)  # the schema and every rule `xinf-plan validate` checks (exit 1)
     options = ApplyOptions(smoke_test=not no_smoke_test, keep_on_failure=keep_on_failure,
@@ -126,7 +71,6 @@ def command(plan, endpoint, api_key, username, state_file, dry_run, no_smoke_tes
         state = load_state(spath)
         conn = open_connection(endpoint, api_key, username)
         result = apply_plan(conn, doc, state, spath, str(Path(plan).resolve()), reporter, options, gpu_probe)
-    d = result.diff
     rolled = "".join(f", {r}" for r in result.rolled)
-    click.echo(f"applied: {len(result.launched)} launched, {len(d.unchanged)} unchanged, "
+    click.echo(f"applied: {len(result.launched)} launched, {len(result.unchanged)} unchanged, "
                f"{len(result.registered)} registered{rolled}; state {spath}")

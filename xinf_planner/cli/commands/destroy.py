@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 
-from xinf_planner.cli.commands.apply import open_connection, server_options, state_path_for
+from xinf_planner.cli.options import (
+    open_connection,
+    server_options,
+    state_path_for,
+)
 
 EXAMPLE = """
 \b
@@ -21,9 +25,10 @@ Examples:
 def command(plan, endpoint, api_key, username, state_file, yes):
     """Terminate the models PLAN's apply launched and unregister the models it registered,
     as recorded in the state file. Touches nothing else."""
-    from xinf_planner.shell.deploy.apply import Reporter, destroy, destroy_targets
+    from xinf_planner.cli.output import Reporter
     from xinf_planner.errors import InvalidInput
-    from xinf_planner.core.plan.validate import load_plan
+    from xinf_planner.shell.deploy.teardown import destroy, destroy_targets
+    from xinf_planner.shell.documents import load_plan
     from xinf_planner.shell.state import StateLock, load_state
 
     doc = load_plan(plan, check="schema")  # lenient: tear down a plan the hardware no longer fits

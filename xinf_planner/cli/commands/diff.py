@@ -1,11 +1,12 @@
-"""`xinf-plan diff PLAN`: what apply would change on the server (thin; logic in rollout.py
-and rolling.py)."""
+"""`xinf-plan diff PLAN`: what apply would change on the server (thin; logic in
+core/rollout/ and shell/deploy/rollouts.py)."""
 
 from __future__ import annotations
 
 import click
 
-from xinf_planner.cli.commands.apply import echo_report, open_connection, server_options, state_path_for
+from xinf_planner.cli.options import open_connection, server_options, state_path_for
+from xinf_planner.cli.output import echo_report, table
 
 EXAMPLE = """
 \b
@@ -16,16 +17,13 @@ Examples:
 
 
 def render_table(report: dict) -> str:
-    head = ("DEPLOYMENT", "CHANGE", "MODEL_UID", "REPLICAS", "DETAIL")
-    rows = [head]
+    rows = [("DEPLOYMENT", "CHANGE", "MODEL_UID", "REPLICAS", "DETAIL")]
     for d in report["deployments"]:
         old, new = d["replicas"]
         uid = d["model_uid"] if d["running_uid"] in (None, d["model_uid"]) else f"{d['running_uid']} -> {d['model_uid']}"
         replicas = f"{old} -> {new}" if old != new else str(new)
         rows.append((d["deployment"], d["change"], uid, replicas, "; ".join(d["fields"]) or "-"))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(head) - 1)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:-1], widths)) + "  " + str(row[-1])
-             for row in rows]
+    lines = table(rows)
     for d in report["deployments"]:
         if d.get("steps"):
             lines.append("")
@@ -58,8 +56,8 @@ def command(ctx, plan, endpoint, api_key, username, state_file, fmt, max_unavail
     changed fields are shown) or unchanged, with the rollout's steps. Exit 0 when there is
     nothing to do, 2 when apply would change something.
     """
-    from xinf_planner.core.plan.validate import load_plan
     from xinf_planner.shell.deploy.rollouts import gather, prepare
+    from xinf_planner.shell.documents import load_plan
     from xinf_planner.shell.state import load_state
 
     doc = load_plan(plan)

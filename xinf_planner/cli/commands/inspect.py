@@ -7,8 +7,10 @@ import sys
 
 import click
 
-from xinf_planner.core.documents import dump_document, write_atomic
+from xinf_planner.cli.output import table
+from xinf_planner.core.documents import dump_document
 from xinf_planner.core.inventory import GIB, Host, Inventory
+from xinf_planner.shell.files import write_atomic
 
 FORMATS = ("table", "json", "yaml")
 
@@ -85,8 +87,9 @@ def _address(value: str | None) -> str | None:
 
 def _from_cluster(endpoint, api_key, username, host_files, gpu_name) -> Inventory:
     """The cluster's inventory from its supervisor; each assumption made is one stderr line."""
-    from xinf_planner.cli.commands.apply import credentials
-    from xinf_planner.core.inventory import load_inventory, merge_inventories
+    from xinf_planner.cli.options import credentials
+    from xinf_planner.core.inventory import merge_inventories
+    from xinf_planner.shell.documents import load_inventory
     from xinf_planner.shell.probe.cluster import probe_cluster
     from xinf_planner.shell.server import connect, resolve_endpoint
 
@@ -106,7 +109,8 @@ def _collect(files, merge, name, worker_address) -> Inventory:
         if name or worker_address:
             raise click.UsageError("--name and --worker-address describe this machine; "
                                    "they cannot be used with --merge")
-        from xinf_planner.core.inventory import load_inventory, merge_inventories
+        from xinf_planner.core.inventory import merge_inventories
+        from xinf_planner.shell.documents import load_inventory
 
         return merge_inventories([(f, load_inventory(f)) for f in files])
     if files:
@@ -130,11 +134,6 @@ def _gib(n: int | None) -> str:
     return "-" if n is None else f"{n / GIB:.1f} GiB"
 
 
-def _rows(header: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-
-
 def _host_lines(h: Host) -> list[str]:
     where = f" [{h.worker_address}]" if h.worker_address else ""
     lines = [f"host {h.name}{where}: {h.os} {h.arch}, {h.cpu_model or 'unknown CPU'}, "
@@ -156,13 +155,13 @@ def _host_lines(h: Host) -> list[str]:
                  g.pci_bus_id or "-", "-" if g.numa_node is None else str(g.numa_node),
                  "-" if g.mig_mode is None else ("on" if g.mig_mode else "off"),
                  "-" if g.compute_processes is None else str(g.compute_processes)] for g in h.gpus]
-        lines += _rows(header, rows)
+        lines += table([header, *rows], "  ")
     else:
         lines.append("  no GPUs")
     if h.topology and len(h.gpus) > 1:
         labels = [f"GPU{g.index}" for g in h.gpus]
         lines.append("  topology (nvidia-smi topo -m):")
-        lines += _rows(["", *labels], [[label, *row] for label, row in zip(labels, h.topology)], "    ")
+        lines += table([["", *labels], *[[label, *row] for label, row in zip(labels, h.topology)]], "    ")
     lines += [f"  note: {n}" for n in h.notes]
     return lines
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
-from xinf_planner.core.documents import dump_document, write_atomic
+from xinf_planner.cli.output import table
+from xinf_planner.core.documents import dump_document
 from xinf_planner.core.request import OBJECTIVES
+from xinf_planner.shell.files import write_atomic
 
 FORMATS = ("yaml", "json", "table")
 
@@ -62,16 +64,11 @@ def command(hardware, intent, model, context_length, concurrency, objective, eng
           --model deepseek-r1-distill-qwen --format table   # the largest that fits
       xinf-plan plan --intent intent.yaml --hardware cluster.yaml -o plan.yaml
     """
-    from xinf_planner.core.documents import load_document
-    from xinf_planner.errors import InvalidInput
     from xinf_planner.core.planning import make_plan
     from xinf_planner.core.request import merge_flags, request_from_intent
+    from xinf_planner.shell.documents import load_intent
 
-    intent_doc = load_document(intent, "intent") if intent else None
-    if intent and intent_doc is None:
-        raise InvalidInput(f"{intent}: the intent file is empty")
-    if intent_doc is not None and not isinstance(intent_doc, dict):
-        raise InvalidInput(f"{intent}: $: an intent is a mapping at the top level")
+    intent_doc = load_intent(intent) if intent else None
     if intent_doc is None and not model:
         raise click.UsageError("give --model (or --intent FILE)")
     flags = {"model": model, "context_length": context_length, "concurrency": concurrency,
@@ -103,7 +100,8 @@ def _headroom(value: str | None):
 
 
 def _inventory(hardware):
-    from xinf_planner.core.inventory import Inventory, load_inventory
+    from xinf_planner.core.inventory import Inventory
+    from xinf_planner.shell.documents import load_inventory
 
     if hardware:
         return load_inventory(hardware), str(hardware)
@@ -150,8 +148,7 @@ def summary_table(doc: dict) -> str:
         details.append(f"{dep['name']}: {memory}; KV {est['kv_cache_tokens']} tokens per replica")
         for reason in dep["reasons"]:
             details.append(f"  - {reason}")
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = table(rows)
     lines.append("")
     lines.extend(details)
     for note in doc.get("notes", []):

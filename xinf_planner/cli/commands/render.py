@@ -27,9 +27,10 @@ def command(file, as_, templates, output):
       xinf-plan render plan.yaml --as python -o launch.py
       xinf-plan render plan.yaml --as json
     """
-    from xinf_planner.core.documents import write_atomic
-    from xinf_planner.core.plan.validate import check_plan, load_plan
+    from xinf_planner.core.plan.validate import check_plan
     from xinf_planner.core.render import TEMPLATES, render
+    from xinf_planner.shell.documents import load_plan
+    from xinf_planner.shell.files import write_atomic
     from xinf_planner.shell.templates import read_templates
 
     doc = load_plan(file)

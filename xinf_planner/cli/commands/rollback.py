@@ -1,5 +1,5 @@
 """`xinf-plan rollback`: re-apply the plan applied before the last one, through the same
-rolling path as apply (thin; logic in apply.py and rolling.py)."""
+rolling path as apply (thin; logic in shell/deploy/apply.py and rollouts.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from pathlib import Path
 
 import click
 
-from xinf_planner.cli.commands.apply import open_connection, rollout_options, server_options
+from xinf_planner.cli.options import (
+    gpu_probe,
+    open_connection,
+    rollout_options,
+    server_options,
+)
 
 EXAMPLE = """
 \b
@@ -32,13 +37,13 @@ def command(plan, endpoint, api_key, username, state_file, max_unavailable, allo
     changed is restored), 1 when the history holds no earlier plan or that plan fails
     `xinf-plan validate` (checked before connecting).
     """
-    from xinf_planner.shell.deploy.apply import ApplyOptions, Reporter, apply_plan
-    from xinf_planner.cli.commands.apply import gpu_probe
-    from xinf_planner.errors import InvalidInput
+    from xinf_planner.cli.output import Reporter
     from xinf_planner.core.plan.validate import check_plan
-    from xinf_planner.shell.state import STATE_DIR, STATE_FILE, StateLock, default_state_path, load_state
+    from xinf_planner.errors import InvalidInput
+    from xinf_planner.shell.deploy.apply import ApplyOptions, apply_plan
+    from xinf_planner.shell.state import StateLock, load_state, state_path
 
-    spath = Path(state_file) if state_file else default_state_path(plan) if plan else Path(STATE_DIR) / STATE_FILE
+    spath = state_path(plan, state_file)
     options = ApplyOptions(smoke_test=not no_smoke_test, launch_timeout_s=launch_timeout,
                            max_unavailable=max_unavailable, allow_downtime=allow_downtime)
     with StateLock(spath):
@@ -63,7 +68,7 @@ def plan_file_of(entry: dict, plan: str | None, state_path: Path) -> str | None:
     this very plan (same plan_hash), the path the history recorded first. None when no file
     does: the path of the newer plan would name a plan that no longer runs."""
     from xinf_planner.errors import XinfPlanError
-    from xinf_planner.core.plan.validate import load_plan
+    from xinf_planner.shell.documents import load_plan
     from xinf_planner.shell.state import plan_hash
 
     candidates = [Path(p) for p in (plan, entry.get("plan_path")) if p]

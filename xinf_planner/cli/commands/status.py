@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from xinf_planner.cli.commands.apply import echo_report, open_connection, server_options
+from xinf_planner.cli.options import open_connection, server_options
+from xinf_planner.cli.output import echo_report, table
 
 EXAMPLE = """
 \b
@@ -18,31 +19,25 @@ Examples:
 def plan_or_last_applied(plan: str | None, state_file: str | None) -> dict:
     """PLAN, else the last plan applied with this state, else an empty plan (then every
     model on the server is listed as owned by no plan)."""
-    from pathlib import Path
-
-    from xinf_planner.core.plan.validate import load_plan
-    from xinf_planner.shell.state import STATE_DIR, STATE_FILE, load_state
+    from xinf_planner.shell.documents import load_plan
+    from xinf_planner.shell.state import load_state, state_path
 
     if plan:
         return load_plan(plan, check="schema")  # lenient: show drift even of a plan that no longer fits
-    path = Path(state_file) if state_file else Path(STATE_DIR) / STATE_FILE
-    state = load_state(path)
+    state = load_state(state_path(None, state_file))
     if state.history:
         return state.history[-1]["plan"]
     return {"version": 1, "deployments": []}
 
 
 def render_table(report: dict) -> str:
-    head = ("DEPLOYMENT", "REPLICA", "STATUS", "WORKER", "GPUS", "PROBLEM")
-    rows = [head]
+    rows = [("DEPLOYMENT", "REPLICA", "STATUS", "WORKER", "GPUS", "PROBLEM")]
     for r in report["replicas"]:
         gpus = ",".join(map(str, r["gpus"])) if r["gpus"] else "-"
         problem = "; ".join(([r["error"]] if r["error"] else []) + r["differences"]) or "-"
         rows.append((r["deployment"], f"{r['model_uid']}-rep{r['replica']}", r["status"],
                      r["worker"] or "-", gpus, problem))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(head) - 1)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:-1], widths)) + "  " + str(row[-1])
-             for row in rows]
+    lines = table(rows)
     if report["unowned"]:
         lines.append("")
         lines.append("running on the server, owned by no plan here:")
@@ -64,7 +59,7 @@ def command(ctx, plan, endpoint, api_key, username, state_file, fmt):
     """Compare PLAN with what runs on the server: status, worker, GPUs and error per replica,
     plus models no plan owns. Without PLAN, the plan last applied with the state file
     (--state, default ./.xinf-plan/state.json). Exit 0 when everything matches, 4 on drift."""
-    from xinf_planner.shell.deploy.apply import collect_status
+    from xinf_planner.shell.deploy.status import collect_status
 
     doc = plan_or_last_applied(plan, state_file)
     conn = open_connection(endpoint, api_key, username)

@@ -18,8 +18,9 @@ def command(file):
       xinf-plan validate plan.yaml
       xinf-plan plan --hardware examples/hosts/6xt4.yaml -m deepseek-r1-distill-qwen:7 | xinf-plan validate -
     """
+    from xinf_planner.core.plan.validate import plan_errors
     from xinf_planner.errors import InvalidInput
-    from xinf_planner.core.plan.validate import load_plan, plan_errors
+    from xinf_planner.shell.documents import load_plan
 
     doc = load_plan(file, check="none")
     errors = plan_errors(doc)

@@ -6,9 +6,9 @@ See docs/contracts.md for the interface and docs/estimator.md for the accuracy.
 
 from __future__ import annotations
 
-from xinf_planner.errors import InvalidInput
 from xinf_planner.core import engines
 from xinf_planner.core.memory.types import Estimate, EstimateInput
+from xinf_planner.errors import InvalidInput
 
 __all__ = ["Estimate", "EstimateInput", "estimate", "min_gpu_memory_utilization"]
 

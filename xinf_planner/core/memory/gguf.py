@@ -6,8 +6,8 @@ from functools import lru_cache
 
 from xinf_planner.core.catalog._data import load
 from xinf_planner.core.catalog.models import ModelArch
-from xinf_planner.errors import InvalidInput
 from xinf_planner.core.memory.tensors import Tensor, model_tensors
+from xinf_planner.errors import InvalidInput
 
 
 def type_bytes(type_name: str, n_elements: float) -> float:

@@ -9,8 +9,8 @@ DeepseekV3 caches the decompressed K and V of every head.
 
 from __future__ import annotations
 
-from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.catalog.models import ModelArch
+from xinf_planner.core.memory.constants import constants
 from xinf_planner.errors import InvalidInput
 
 _FP8 = {"fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc"}

@@ -12,8 +12,8 @@ intermediate of one ubatch. CPU-only: everything counts against RAM.
 from __future__ import annotations
 
 from xinf_planner.core import engines
-from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.memory.activation import mlp_width
+from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.memory.gguf import tensor_bytes_table
 from xinf_planner.core.memory.kv import kv_bytes_per_token
 from xinf_planner.core.memory.tensors import model_tensors

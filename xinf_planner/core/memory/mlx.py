@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.memory.activation import prefill_bytes
+from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.memory.kv import kv_bytes_per_token
 from xinf_planner.core.memory.types import GIB, Estimate, EstimateInput, gib
 from xinf_planner.core.memory.weights import total_bytes

@@ -12,10 +12,21 @@ from __future__ import annotations
 import math
 
 from xinf_planner.core import engines
-from xinf_planner.core.memory.constants import constants
 from xinf_planner.core.memory.activation import logits_bytes, prefill_bytes
-from xinf_planner.core.memory.pool import binding_layers, loaded_weights_gib, per_token_bytes, verdict
-from xinf_planner.core.memory.types import GIB, Estimate, EstimateInput, gib, version_at_least
+from xinf_planner.core.memory.constants import constants
+from xinf_planner.core.memory.pool import (
+    binding_layers,
+    loaded_weights_gib,
+    per_token_bytes,
+    verdict,
+)
+from xinf_planner.core.memory.types import (
+    GIB,
+    Estimate,
+    EstimateInput,
+    gib,
+    version_at_least,
+)
 
 
 def cfg() -> dict:

@@ -14,9 +14,14 @@ from functools import lru_cache
 
 from xinf_planner.core.catalog._data import load
 from xinf_planner.core.catalog.models import ModelArch
-from xinf_planner.errors import InvalidInput
 from xinf_planner.core.memory import gguf
-from xinf_planner.core.memory.tensors import Tensor, model_tensors, shard_fraction, stage_tensors
+from xinf_planner.core.memory.tensors import (
+    Tensor,
+    model_tensors,
+    shard_fraction,
+    stage_tensors,
+)
+from xinf_planner.errors import InvalidInput
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4}
 

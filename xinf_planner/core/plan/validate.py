@@ -13,10 +13,10 @@ from collections import defaultdict
 from typing import Any, Iterator
 
 from xinf_planner.core import engines, rules
-from xinf_planner.core.documents import dump_document, load_document, schema_errors, validate_schema
-from xinf_planner.errors import InvalidInput, XinfPlanError
+from xinf_planner.core.documents import schema_errors
 from xinf_planner.core.inventory import GIB, Inventory, fingerprint
 from xinf_planner.core.planning.placement import gpu_key, gpu_kind, reserved_gib
+from xinf_planner.errors import InvalidInput, XinfPlanError
 
 SCHEMA = "plan.schema.json"
 VERSION = 1
@@ -42,29 +42,6 @@ def new_plan(inventory: Inventory, request: dict, deployments: list[dict], rejec
     if notes:
         doc["notes"] = list(notes)
     return doc
-
-
-def load_plan(path, check: str = "all") -> dict:
-    """Read a plan file (``-``: stdin) and check it: ``all`` the schema and the semantic rules
-    (what ``xinf-plan validate`` checks; apply and rollback launch nothing else), ``schema``
-    the schema only (status and destroy: a plan the hardware no longer fits can still be
-    inspected and torn down), ``none`` only that it is a mapping (validate lists every error
-    itself). InvalidInput (exit 1) names the first error's JSON path."""
-    name = "<stdin>" if str(path) == "-" else str(path)
-    doc = load_document(path, "plan")
-    if not isinstance(doc, dict):
-        raise InvalidInput(f"{name}: a plan is a mapping at the top level")
-    if check == "all":
-        check_plan(doc, name)
-    elif check == "schema":
-        validate_schema(doc, SCHEMA, name)
-    elif check != "none":
-        raise ValueError(f"load_plan: check is all, schema or none, not {check!r}")
-    return doc
-
-
-def plan_to_text(doc: dict, fmt: str = "yaml") -> str:
-    return dump_document(doc, fmt)
 
 
 def check_plan(doc: Any, name: str = "plan") -> None:

@@ -11,8 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from xinf_planner.core.inventory import GIB, GPU, Host, Inventory
-from xinf_planner.core.planning.placement import (Group, free_gib_after_headroom, gpu_key, gpu_kind,
-                                                  host_groups)
+from xinf_planner.core.planning.placement import (
+    Group,
+    free_gib_after_headroom,
+    gpu_key,
+    gpu_kind,
+    host_groups,
+)
 from xinf_planner.core.request import Request
 from xinf_planner.errors import InvalidInput
 

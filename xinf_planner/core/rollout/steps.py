@@ -1,15 +1,9 @@
-"""Rollouts, the pure part: what changes between the running deployments and a plan, and
-the order of replica steps that makes the change without overfilling a GPU.
+"""Rollouts, the step planner: the order of single-replica launch and terminate steps that
+makes one change (``diff.Change``) without overfilling a GPU.
 
-``classify`` compares one deployment of the new plan with what runs (the server's model
-description and replicas, and the launch recorded in the state's last applied plan) and
-names the change: add, remove, scale (replica count only), replace (engine, format,
-quantization, context length, another launch kwarg, the model uid or the placement), or
-unchanged.
-
-``plan_steps`` turns one change into launch/terminate steps of single replicas. It walks
-the steps over a memory ledger (GiB per device: a GPU, or a host's RAM for CPU replicas),
-using the plans' own per-replica estimates and the inventory's capacities, and:
+``plan_steps`` walks the steps over a memory ledger (GiB per device: a GPU, or a host's RAM
+for CPU replicas), using the plans' own per-replica estimates and the inventory's capacities,
+and:
 
 * launches a new replica first when it fits beside the old ones (launch-then-terminate);
 * otherwise terminates an old replica on the same devices first (terminate-then-launch),
@@ -29,129 +23,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from xinf_planner.errors import XinfPlanError
+from xinf_planner.core.plan.document import Deployment, Plan
+from xinf_planner.core.rollout.diff import SCALE, Change
+from xinf_planner.core.units import GIB
+from xinf_planner.errors import EXIT_APPLY_FAILED, XinfPlanError
 
-ADD, REMOVE, SCALE, REPLACE, UNCHANGED = "add", "remove", "scale", "replace", "unchanged"
 LAUNCH, TERMINATE = "launch", "terminate"
-GIB = 1024 ** 3
 EPS_GIB = 1e-6
 RAM = "ram"  # the device name of a host's system memory in the ledger
-
-# launch kwargs that only place replicas (compared as placement, not configuration)
-PLACEMENT_KEYS = {"replica", "replica_config", "worker_ip", "gpu_idx", "n_gpu"}
-# fields a running model's description shows (list_models), as the server spells them
-SERVER_FIELDS = ("model_name", "model_engine", "model_format", "quantization", "model_size_in_billions")
 
 
 class NeedsDowntime(XinfPlanError):
     """The change cannot keep a replica answering (exit 7 with apply)."""
 
-    exit_code = 7
-
-
-# --- diff ---------------------------------------------------------------------------------------
-@dataclass
-class Change:
-    name: str                      # deployment name
-    kind: str                      # add | remove | scale | replace | unchanged
-    model_uid: str                 # the uid the plan wants (for remove: the running uid)
-    old_uid: str | None = None     # the uid that runs now (None for add)
-    fields: list[str] = field(default_factory=list)   # "key: old -> new", for replace/scale
-    old_replicas: int = 0
-    new_replicas: int = 0
-
-    def to_dict(self) -> dict:
-        return {"deployment": self.name, "change": self.kind, "model_uid": self.model_uid,
-                "running_uid": self.old_uid, "replicas": [self.old_replicas, self.new_replicas],
-                "fields": list(self.fields)}
-
-
-def _norm(key: str, value):
-    if value is None:
-        return None
-    if key == "model_size_in_billions":
-        from xinf_planner.core.sizes import size_key
-
-        return size_key(value)
-    if key in ("model_engine", "model_format", "quantization"):
-        return str(value).lower()
-    return value
-
-
-def _config(launch: dict) -> dict:
-    return {k: v for k, v in launch.items() if k not in PLACEMENT_KEYS}
-
-
-def config_changes(old_launch: dict, new_launch: dict, running: dict | None = None) -> list[str]:
-    """Configuration fields that differ, "key: old -> new" in sorted key order. The server's
-    description (``running``) wins over the recorded launch for the fields it shows."""
-    old = _config(old_launch)
-    for key in SERVER_FIELDS:
-        if running and running.get(key) is not None:
-            old[key] = running[key]
-    new = _config(new_launch)
-    out = []
-    for key in sorted(set(old) | set(new)):
-        if _norm(key, old.get(key)) != _norm(key, new.get(key)):
-            out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
-    return out
-
-
-def placement_changes(old_places: list[dict], new_places: list[dict]) -> list[str]:
-    """Replicas that keep their index but move (host or GPUs)."""
-    out = []
-    for i in range(min(len(old_places), len(new_places))):
-        a, b = _place_key(old_places[i]), _place_key(new_places[i])
-        if a != b:
-            out.append(f"placement[{i}]: {_place_text(old_places[i])} -> {_place_text(new_places[i])}")
-    return out
-
-
-def _place_key(place: dict) -> tuple:
-    hosts = tuple(place.get("hosts") or [place.get("host")])
-    return hosts, tuple(sorted(place.get("gpus") or []))
-
-
-def _place_text(place: dict) -> str:
-    hosts = ",".join(h or "?" for h in (place.get("hosts") or [place.get("host")]))
-    gpus = place.get("gpus") or []
-    return f"{hosts}:{','.join(map(str, gpus)) if gpus else 'cpu'}"
-
-
-def classify(new_dep: dict, old_dep: dict | None, running: dict | None, running_replicas: int | None) -> Change:
-    """One deployment of the new plan against what runs.
-
-    ``old_dep``: the deployment of the same name in the last applied plan (None if unknown);
-    ``running``: the server's description of the uid that runs for it (None if none runs);
-    ``running_replicas``: its replica count as the server reports it."""
-    launch = new_dep["launch"]
-    uid = launch["model_uid"]
-    want = int(launch.get("replica", 1))
-    if running is None:
-        return Change(new_dep["name"], ADD, uid, None, [], 0, want)
-    have = int(running_replicas if running_replicas is not None else running.get("replica") or 1)
-    if old_dep is not None:
-        old_launch = old_dep["launch"]
-        fields = config_changes(old_launch, launch, running)
-        fields += placement_changes(old_dep.get("placement") or [], new_dep.get("placement") or [])
-    else:  # not applied by xinf-plan: only what the server shows can be compared
-        old_launch = {"model_uid": uid}
-        known = {k: launch.get(k) for k in SERVER_FIELDS if running.get(k) is not None}
-        fields = config_changes(dict(known, model_uid=uid), dict(known, model_uid=uid), running)
-    old_uid = old_launch.get("model_uid", uid)
-    change = Change(new_dep["name"], UNCHANGED, uid, old_uid, fields, have, want)
-    if fields:
-        change.kind = REPLACE
-    elif have != want:
-        change.kind = SCALE
-        change.fields = [f"replica: {have} -> {want}"]
-    return change
-
-
-def removal(old_dep: dict, running: dict) -> Change:
-    uid = old_dep["launch"]["model_uid"]
-    have = int(running.get("replica") or 1)
-    return Change(old_dep["name"], REMOVE, uid, uid, [], have, 0)
+    exit_code = EXIT_APPLY_FAILED
 
 
 # --- memory ledger ------------------------------------------------------------------------------
@@ -174,14 +59,12 @@ class Replica:
         return f"{','.join(hosts) or '?'}:{','.join(gpus) if gpus else 'cpu'}"
 
 
-def capacities(plan: dict) -> dict[tuple[str, object], float]:
+def capacities(plan) -> dict[tuple[str, object], float]:
     """GiB each device may hold, from the inventory embedded in the plan: a GPU's total
     memory, a host's total RAM. Devices the plan's inventory does not describe are absent
     (unknown capacity: the ledger does not limit them)."""
-    doc = (plan.get("inventory") or {}).get("document") or {}
     out: dict[tuple[str, object], float] = {}
-    for host in doc.get("hosts") or []:
-        name = host.get("name")
+    for name, host in Plan.of(plan).hosts.items():
         if host.get("memory_total_bytes"):
             out[(name, RAM)] = host["memory_total_bytes"] / GIB
         for gpu in host.get("gpus") or []:
@@ -189,15 +72,14 @@ def capacities(plan: dict) -> dict[tuple[str, object], float]:
     return out
 
 
-def replicas_of(dep: dict, uid: str | None = None, indices: list[int] | None = None) -> list[Replica]:
+def replicas_of(dep, uid: str | None = None, indices: list[int] | None = None) -> list[Replica]:
     """The replicas a plan deployment places, with its per-GPU estimate (or host RAM for
     CPU replicas). ``indices``: the server's replica ids, in placement order."""
-    uid = uid or dep["launch"]["model_uid"]
-    est = dep.get("estimate") or {}
-    gpu_gib = float((est.get("per_gpu_gib") or {}).get("total") or 0.0)
-    ram_gib = float(est.get("host_gib") or 0.0)
+    dep = Deployment.of(dep)
+    uid = uid or dep.uid
+    gpu_gib, ram_gib = dep.gpu_gib, dep.host_gib
     out = []
-    for i, place in enumerate(dep.get("placement") or []):
+    for i, place in enumerate(dep.placement):
         hosts = place.get("hosts") or [place.get("host")]
         gpus = place.get("gpus") or []
         if gpus:
@@ -327,45 +209,12 @@ def steps_dict(steps: list[Step]) -> list[dict]:
              "reason": s.reason, "serving": s.serving} for s in steps]
 
 
-# --- a whole plan -------------------------------------------------------------------------------
-def running_uid(new_dep: dict, old_dep: dict | None, running: dict) -> str | None:
-    """The uid that runs for a deployment now: the last applied one, else the planned one."""
-    for dep in (old_dep, new_dep):
-        if dep and dep["launch"]["model_uid"] in running:
-            return dep["launch"]["model_uid"]
-    return None
-
-
-def diff_plans(plan: dict, old_plan: dict | None, running: dict[str, dict],
-               replica_ids: dict[str, list[int]], owned: set[str]) -> list[Change]:
-    """Every deployment of ``plan`` classified against what runs, then the removals:
-    deployments of the last applied plan (``old_plan``) that ``plan`` drops, that still run
-    and that xinf-plan launched (``owned`` uids). Deployments match by name."""
-    old_deps = {d["name"]: d for d in (old_plan or {}).get("deployments") or []}
-    out = []
-    for dep in plan.get("deployments") or []:
-        old_dep = old_deps.get(dep["name"])
-        uid = running_uid(dep, old_dep, running)
-        if old_dep is not None and uid != old_dep["launch"]["model_uid"]:
-            old_dep = None  # what was applied no longer runs: compare with the server only
-        ids = replica_ids.get(uid) if uid else None
-        out.append(classify(dep, old_dep, running.get(uid) if uid else None, len(ids) if ids else None))
-    names = {d["name"] for d in plan.get("deployments") or []}
-    for name, old_dep in old_deps.items():
-        uid = old_dep["launch"]["model_uid"]
-        if name not in names and uid in running and uid in owned:
-            change = removal(old_dep, running[uid])
-            change.old_replicas = len(replica_ids.get(uid) or []) or change.old_replicas
-            out.append(change)
-    return out
-
-
-def rollout_steps(change: Change, new_dep: dict, old_dep: dict | None, ids: list[int], capacity: dict,
+def rollout_steps(change: Change, new_dep, old_dep, ids: list[int], capacity: dict,
                   base: dict, max_unavailable: int = 1, allow_downtime: bool = False) -> list[Step]:
     """The steps of one scale or replace (pure). ``ids``: the running replica ids, ascending.
     Replicas without a recorded placement are taken to sit where the new plan puts them."""
     for dep in (new_dep, old_dep):
-        workers = int(((dep or {}).get("launch") or {}).get("n_worker") or 1)
+        workers = Deployment.of(dep).n_worker if dep is not None else 1
         if workers > 1:
             raise NeedsDowntime(
                 f"{change.name}: one replica sharded over {workers} workers (n_worker); Xinference 4.1 "

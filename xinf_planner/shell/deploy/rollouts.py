@@ -1,5 +1,5 @@
 """Rollouts, the imperative part: read what runs, and carry out the steps that
-``rollout.py`` ordered, one replica at a time, with a health check after each launch and
+``core/rollout/steps.py`` ordered, one replica at a time, with a health check after each launch and
 the previous configuration restored when a step fails.
 
 A launch step on a model uid that runs is ``add_model_replica(uid, replica_config=PIN)``,
@@ -17,23 +17,29 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from xinf_planner.core.planning.sharding import launch_args
-from xinf_planner.errors import ApplyFailed, XinfPlanError
-from xinf_planner.core.rollout.steps import (
-    LAUNCH,
+from xinf_planner.core.plan.document import Deployment, Plan
+from xinf_planner.core.rollout.diff import (
     REMOVE,
     REPLACE,
+    ROLLED,
     SCALE,
     UNCHANGED,
     Change,
+    diff_plans,
+)
+from xinf_planner.core.rollout.steps import (
+    LAUNCH,
+    NeedsDowntime,
     Step,
     capacities,
-    diff_plans,
     replicas_of,
     rollout_steps,
     steps_dict,
     usage_of,
 )
+from xinf_planner.errors import ApplyFailed, XinfPlanError
+from xinf_planner.shell.deploy.wait import LaunchFailed, terminate, wait_ready
+from xinf_planner.shell.state import save_state, save_state_noting
 
 
 @dataclass
@@ -51,14 +57,14 @@ def last_applied(state) -> dict | None:
     return state.history[-1]["plan"] if state.history else None
 
 
-def gather(conn, plan: dict, state, running: dict | None = None) -> Facts:
+def gather(conn, plan, state, running: dict | None = None) -> Facts:
     running = conn.running() if running is None else running
     old_plan = last_applied(state)
     ids = {}
     names = {}
     for doc in (old_plan, plan):
-        for dep in (doc or {}).get("deployments") or []:
-            names[dep["launch"]["model_uid"]] = dep["launch"]["model_name"]
+        for dep in Plan.of(doc):
+            names[dep.uid] = dep.model_name
     for uid in running:
         if uid in names:
             inst = conn.instance(running[uid].get("model_name") or names[uid], uid)
@@ -68,7 +74,7 @@ def gather(conn, plan: dict, state, running: dict | None = None) -> Facts:
         workers = sorted(w.get("ip_address") for w in conn.workers())
     except XinfPlanError:
         workers = []
-    owned = set(state.owned_uids()) | {d["launch"]["model_uid"] for d in (old_plan or {}).get("deployments") or []}
+    owned = set(state.owned_uids()) | set(Plan.of(old_plan).uids)
     return Facts(running, ids, workers, old_plan, owned)
 
 
@@ -85,7 +91,7 @@ class Rollout:
         return any(c.kind != UNCHANGED for c in self.changes)
 
     def rolled(self) -> list[Change]:
-        return [c for c in self.changes if c.kind in (SCALE, REPLACE, REMOVE)]
+        return [c for c in self.changes if c.kind in ROLLED]
 
     def to_dict(self) -> dict:
         rows = []
@@ -99,35 +105,32 @@ class Rollout:
         return {"in_sync": not self.pending, "deployments": rows}
 
 
-def prepare(plan: dict, facts: Facts, max_unavailable: int = 1, allow_downtime: bool = False) -> Rollout:
+def prepare(plan, facts: Facts, max_unavailable: int = 1, allow_downtime: bool = False) -> Rollout:
     """Classify and order every change (pure over ``facts``); a change that cannot keep a
     replica answering is recorded in ``blocked`` with the reason."""
-    from xinf_planner.core.rollout.steps import NeedsDowntime
-
-    changes = diff_plans(plan, facts.old_plan, facts.running, facts.replica_ids, facts.owned)
+    plan, old = Plan.of(plan), Plan.of(facts.old_plan)
+    changes = diff_plans(plan, old, facts.running, facts.replica_ids, facts.owned)
     out = Rollout(changes)
     capacity = capacities(plan)
-    new_deps = {d["name"]: d for d in plan.get("deployments") or []}
-    old_deps = {d["name"]: d for d in (facts.old_plan or {}).get("deployments") or []}
     for c in changes:
         if c.kind not in (SCALE, REPLACE):
             continue
         base = _others_usage(plan, c.name, facts.running)
-        old_dep = old_deps.get(c.name)
-        if old_dep is not None and old_dep["launch"]["model_uid"] != c.old_uid:
+        old_dep = old.get(c.name)
+        if old_dep is not None and old_dep.uid != c.old_uid:
             old_dep = None
         try:
-            out.steps[c.name] = rollout_steps(c, new_deps[c.name], old_dep, facts.replica_ids.get(c.old_uid) or [],
+            out.steps[c.name] = rollout_steps(c, plan.get(c.name), old_dep, facts.replica_ids.get(c.old_uid) or [],
                                               capacity, base, max_unavailable, allow_downtime)
         except NeedsDowntime as exc:
             out.blocked[c.name] = str(exc)
     return out
 
 
-def _others_usage(plan: dict, name: str, running: dict) -> dict:
+def _others_usage(plan: Plan, name: str, running: dict) -> dict:
     used: dict = {}
-    for dep in plan.get("deployments") or []:
-        if dep["name"] != name and dep["launch"]["model_uid"] in running:
+    for dep in plan:
+        if dep.name != name and dep.uid in running:
             for dev, gib in usage_of(replicas_of(dep)).items():
                 used[dev] = used.get(dev, 0.0) + gib
     return used
@@ -144,19 +147,18 @@ class Done:
     pin: dict | None
 
 
-def pin_for(plan: dict, dep: dict, place: dict, index: int, workers: list[str]) -> dict:
+def pin_for(plan, dep, place: dict, index: int, workers: list[str]) -> dict:
     """The ``replica_config`` entry that puts one replica where the plan places it."""
-    rc = dep["launch"].get("replica_config")
+    plan, dep = Plan.of(plan), Deployment.of(dep)
+    rc = dep.launch.get("replica_config")
     if rc and index < len(rc):
         return {"devices": [dict(rc[index]["devices"][0])]}
-    from xinf_planner.shell.deploy.apply import plan_hosts
-
-    host = plan_hosts(plan).get(place.get("host")) or {}
-    worker = host.get("worker_address") or dep["launch"].get("worker_ip")
+    host = plan.hosts.get(place.get("host")) or {}
+    worker = host.get("worker_address") or dep.launch.get("worker_ip")
     if not worker and len(workers) == 1:
         worker = workers[0]
     if not worker:
-        raise ApplyFailed(f"{dep['name']}: cannot tell which worker hosts {place.get('host')!r} "
+        raise ApplyFailed(f"{dep.name}: cannot tell which worker hosts {place.get('host')!r} "
                           f"(workers: {', '.join(workers) or 'none'}); set worker_address in the inventory")
     gpus = place.get("gpus") or []
     device = {"worker_ip": worker, "gpu_idx": list(gpus)} if gpus else {"worker_ip": worker, "n_gpu": 0}
@@ -182,15 +184,14 @@ class RolloutFailed(ApplyFailed):
     pass
 
 
-def execute(conn, plan: dict, change: Change, steps: list[Step], facts: Facts, state, state_path,
+def execute(conn, plan, change: Change, steps: list[Step], facts: Facts, state, state_path,
             reporter, options) -> list[str]:
     """Carry out one change's steps; on failure restore what was changed and raise
     RolloutFailed naming both. Returns the lines it reported."""
-    from xinf_planner.shell.state import save_state
-
-    new_dep = next(d for d in plan["deployments"] if d["name"] == change.name)
-    old_dep = next((d for d in (facts.old_plan or {}).get("deployments") or [] if d["name"] == change.name), None)
-    old_launch = old_dep["launch"] if old_dep else None
+    plan = Plan.of(plan)
+    new_dep = plan.get(change.name)
+    old_dep = Plan.of(facts.old_plan).get(change.name)
+    old_launch = old_dep.launch if old_dep else None
     done: list[Done] = []
     lines = []
 
@@ -208,7 +209,7 @@ def execute(conn, plan: dict, change: Change, steps: list[Step], facts: Facts, s
                 rep_id, pin = _launch(conn, plan, new_dep, step, facts, reporter, options)
                 done.append(Done(step, step.replica.uid, rep_id, pin))
                 if step.replica.uid not in state.owned_uids():  # a new uid: owned from its first replica
-                    state.record_launch(_rolling_key(change), step.replica.uid, new_dep["launch"]["model_name"])
+                    state.record_launch(_rolling_key(change), step.replica.uid, new_dep.model_name)
                     save_state(state_path, state)
                 smoke = _health(conn, step.replica.uid, options)
                 say(f"    {step.replica.uid}-rep{rep_id} ready in {time.monotonic() - t0:.1f} s{smoke}")
@@ -223,7 +224,7 @@ def execute(conn, plan: dict, change: Change, steps: list[Step], facts: Facts, s
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
         failed = f"{change.kind} {change.name} failed at step {len(done) + 1}/{total}: {reason}"
         say(f"error: {failed}")
-        restored, left = _restore(conn, done, old_launch or new_dep["launch"], change, state, state_path,
+        restored, left = _restore(conn, done, old_launch or new_dep.launch, change, state, state_path,
                                   reporter, options)
         text = f"{failed}; changed before the failure: {', '.join(_changed(done)) or 'nothing'}; " \
                f"restored: {', '.join(restored) or 'nothing to restore'}"
@@ -252,7 +253,7 @@ def _actual_id(done: list[Done], step: Step) -> int:
 
 
 def _old_pin(plan, dep, step: Step, facts: Facts) -> dict | None:
-    placements = dep.get("placement") or [{}]
+    placements = Deployment.of(dep).placement or [{}]
     index = next((i for i, p in enumerate(placements) if p is step.replica.place), 0)
     try:
         return pin_for(plan, dep, step.replica.place or placements[0], index, facts.workers)
@@ -260,22 +261,20 @@ def _old_pin(plan, dep, step: Step, facts: Facts) -> dict | None:
         return None
 
 
-def _launch(conn, plan, dep, step: Step, facts: Facts, reporter, options) -> tuple[int, dict]:
-    from xinf_planner.shell.deploy.apply import _wait_ready
-
+def _launch(conn, plan, dep: Deployment, step: Step, facts: Facts, reporter, options) -> tuple[int, dict]:
     uid = step.replica.uid
-    placements = dep.get("placement") or []
+    placements = dep.placement
     index = next((i for i, p in enumerate(placements) if p is step.replica.place), 0)
     pin = pin_for(plan, dep, step.replica.place or placements[index], index, facts.workers)
     if uid in conn.running():
         added = conn.add_replica(uid, pin, timeout=options.launch_timeout_s)
         return int(added["replica_id"]), pin
-    conn.launch(first_launch(launch_args(dep), pin))
+    conn.launch(first_launch(dep.launch_args(), pin))
     try:
-        _wait_ready(conn, dep["launch"]["model_name"], uid, reporter, options.launch_timeout_s)
-    except Exception as exc:  # _Step from apply: the server's own message
+        wait_ready(conn, dep.model_name, uid, reporter, options.launch_timeout_s)
+    except LaunchFailed as exc:  # the server's own message
         raise ApplyFailed(str(exc)) from None
-    inst = conn.instance(dep["launch"]["model_name"], uid) or {}
+    inst = conn.instance(dep.model_name, uid) or {}
     ids = [int(r["replica_id"]) for r in inst.get("replica_statuses") or [] if r.get("replica_id") is not None]
     return (max(ids) if ids else 0), pin
 
@@ -303,9 +302,6 @@ def _restore(conn, done: list[Done], old_launch: dict, change: Change, state, st
              options) -> tuple[list[str], list[str]]:
     """Undo the steps in reverse: terminate what was launched, relaunch what was terminated
     (on the old uid, with the old configuration and its pin)."""
-    from xinf_planner.shell.deploy.apply import _wait_ready
-    from xinf_planner.shell.state import save_state_noting
-
     restored, left = [], []
     for d in reversed(done):
         label = f"{d.uid}-rep{d.replica_id}"
@@ -319,7 +315,7 @@ def _restore(conn, done: list[Done], old_launch: dict, change: Change, state, st
                 restored.append(f"relaunched {label} as {d.uid}-rep{added['replica_id']}")
             else:
                 conn.launch(first_launch(old_launch, d.pin))
-                _wait_ready(conn, old_launch["model_name"], d.uid, reporter, options.launch_timeout_s)
+                wait_ready(conn, old_launch["model_name"], d.uid, reporter, options.launch_timeout_s)
                 restored.append(f"relaunched {label} as {d.uid}-rep0")
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - keep undoing the rest
             left.append(f"{label} ({exc})")
@@ -332,9 +328,6 @@ def _restore(conn, done: list[Done], old_launch: dict, change: Change, state, st
 
 
 def remove(conn, change: Change, model_name: str, state, state_path, reporter) -> None:
-    from xinf_planner.shell.deploy.apply import terminate
-    from xinf_planner.shell.state import save_state
-
     terminate(conn, model_name, change.old_uid)
     reporter.line(f"remove {change.name}: terminated {change.old_uid}")
     state.forget_launch(change.name)
@@ -343,37 +336,21 @@ def remove(conn, change: Change, model_name: str, state, state_path, reporter) -
 
 
 # --- the apply hook -------------------------------------------------------------------------------
-def prepare_for_apply(conn, plan: dict, state, running: dict, d, options) -> tuple[Rollout, Facts]:
-    """Before apply changes anything: the rollout of every scale/replace/remove, checked
-    (NeedsDowntime when one cannot keep a replica answering). The rolled deployments leave
-    apply's own diff (``d``, ``split_diff``): apply launches only what is new."""
-    from xinf_planner.core.rollout.steps import NeedsDowntime
-
+def prepare_for_apply(conn, plan, state, running: dict, options) -> tuple[Rollout, Facts]:
+    """Before apply changes anything: the changes of the plan, with the rollout of every
+    scale/replace/remove, checked (NeedsDowntime when one cannot keep a replica answering)."""
     facts = gather(conn, plan, state, running)
     rollout = prepare(plan, facts, options.max_unavailable, options.allow_downtime)
     if rollout.blocked:
         raise NeedsDowntime("; ".join(f"{name}: {why}" for name, why in rollout.blocked.items())
                             + " (nothing was changed)")
-    split_diff(d, rollout)
     return rollout, facts
 
 
-def split_diff(d, rollout: Rollout) -> None:
-    """Take the rolled deployments out of apply's diff (pure): ``to_launch`` keeps only new
-    deployments, and ``differing`` ends empty, since what runs differently is a scale or a
-    replace. (The one thing diff() flags that the rollout does not: a server whose replica
-    count disagrees with its own replica list; the rollout goes by the list, as unchanged.)"""
-    rolled = {c.name for c in rollout.rolled()}
-    d.to_launch = [n for n in d.to_launch if n not in rolled]
-    d.unchanged = [n for n in d.unchanged + [n for n, _ in d.differing] if n not in rolled]
-    d.differing = []
-
-
-def run_change(conn, plan: dict, change: Change, rollout: Rollout, facts: Facts, state, state_path, reporter,
+def run_change(conn, plan, change: Change, rollout: Rollout, facts: Facts, state, state_path, reporter,
                options) -> None:
     """Carry out one scale, replace or remove of ``rollout`` (apply orders them: apply_order)."""
     if change.kind == REMOVE:
-        old_deps = {d["name"]: d for d in (facts.old_plan or {}).get("deployments") or []}
-        remove(conn, change, old_deps[change.name]["launch"]["model_name"], state, state_path, reporter)
+        remove(conn, change, Plan.of(facts.old_plan).get(change.name).model_name, state, state_path, reporter)
     else:
         execute(conn, plan, change, rollout.steps[change.name], facts, state, state_path, reporter, options)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from xinf_planner.errors import InvalidInput
 from xinf_planner.core.inventory import GIB, GPU, Host, Inventory
+from xinf_planner.errors import InvalidInput
 
 ASSUMED_OS, ASSUMED_ARCH = "linux", "x86_64"
 
