@@ -28,8 +28,7 @@ def main() -> None:
     cli = _median_seconds([py, "-m", "xinf_planner", "--help"], runs)
     sub = _median_seconds([py, "-m", "xinf_planner", "plan", "--help"], runs)
     print(f"runs per command: {runs} (median wall time)")
-    rows = [('python -c "import click, yaml"', base), ("xinf-plan --help", cli),
-            ("xinf-plan plan --help", sub)]
+    rows = [('python -c "import click, yaml"', base), ("xinf-plan --help", cli), ("xinf-plan plan --help", sub)]
     for label, seconds in rows:
         print(f"{label:<34} {seconds * 1000:7.1f} ms   {seconds / base:4.2f}x")
 

@@ -58,8 +58,12 @@ def row_input(row: dict, architectures: dict) -> tuple[EstimateInput, str | None
         if info is None:
             raise ValueError(f"{row['id']}: unknown GPU {row['gpu']!r}")
         total = info.usable_total_gib if info.memory_bytes is not None else float(row["memory_gib"])
-        kw.update(gpu_total_gib=total, gpu_bandwidth_gbps=info.bandwidth_gbps, gpu_tflops=info.tflops,
-                  unified_memory=bool(row.get("unified_memory")))
+        kw.update(
+            gpu_total_gib=total,
+            gpu_bandwidth_gbps=info.bandwidth_gbps,
+            gpu_tflops=info.tflops,
+            unified_memory=bool(row.get("unified_memory")),
+        )
         if row.get("unified_memory"):
             kw["host_memory_gib"] = float(row["memory_gib"])
     else:
@@ -67,9 +71,16 @@ def row_input(row: dict, architectures: dict) -> tuple[EstimateInput, str | None
     engine = row["model_as"]
     if engine == "llama.cpp":
         kw["n_parallel"] = int(row["batch"])
-    inp = EstimateInput(model=row_model(row, architectures), engine=engine, model_format=row["model_format"],
-                        quantization=row["quantization"], tp=int(row["tp"]), context_length=int(row["context"]),
-                        concurrency=int(row["batch"]), **kw)
+    inp = EstimateInput(
+        model=row_model(row, architectures),
+        engine=engine,
+        model_format=row["model_format"],
+        quantization=row["quantization"],
+        tp=int(row["tp"]),
+        context_length=int(row["context"]),
+        concurrency=int(row["batch"]),
+        **kw,
+    )
     return inp, kind
 
 
@@ -102,20 +113,26 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     res = results(args.measurements)
     print("Decode tokens/s per sequence: published measurement vs xinf-plan's estimate")
-    head = f"{'row':<28} {'engine':<13} {'model':<30} {'quant':<6} {'device':<31} {'tp':>3} {'b':>2}" \
-           f" {'measured':>9} {'estimate':>9} {'ratio':>6}  set"
+    head = (
+        f"{'row':<28} {'engine':<13} {'model':<30} {'quant':<6} {'device':<31} {'tp':>3} {'b':>2}"
+        f" {'measured':>9} {'estimate':>9} {'ratio':>6}  set"
+    )
     print(head)
     for r in res:
         device = r.get("gpu") or (r.get("device") or {}).get("name") or f"CPU {r.get('cpu_bandwidth_gbps')} GB/s"
-        print(f"{r['id']:<28} {r['engine']:<13} {r['model']:<30} {r['quantization']:<6} {device:<31}"
-              f" {r['tp']:>3} {r['batch']:>2} {float(r['measured']):>9.1f} {r['estimated']:>9.1f}"
-              f" {r['ratio']:>6.2f}  {'held-out' if r['held_out'] else 'tuning'}")
+        print(
+            f"{r['id']:<28} {r['engine']:<13} {r['model']:<30} {r['quantization']:<6} {device:<31}"
+            f" {r['tp']:>3} {r['batch']:>2} {float(r['measured']):>9.1f} {r['estimated']:>9.1f}"
+            f" {r['ratio']:>6.2f}  {'held-out' if r['held_out'] else 'tuning'}"
+        )
     tuning = [r for r in res if not r["held_out"]]
     held = [r for r in res if r["held_out"]]
     print()
-    print(f"median |error|  tuning rows ({len(tuning)}): {100 * median_abs_error(tuning):.1f}%   "
-          f"held-out rows ({len(held)}): {100 * median_abs_error(held):.1f}%   "
-          f"all ({len(res)}): {100 * median_abs_error(res):.1f}%")
+    print(
+        f"median |error|  tuning rows ({len(tuning)}): {100 * median_abs_error(tuning):.1f}%   "
+        f"held-out rows ({len(held)}): {100 * median_abs_error(held):.1f}%   "
+        f"all ({len(res)}): {100 * median_abs_error(res):.1f}%"
+    )
     worst = max(res, key=lambda r: abs(r["ratio"] - 1.0))
     print(f"largest |error|: {worst['id']} {100 * (worst['ratio'] - 1):+.1f}%")
     return 0

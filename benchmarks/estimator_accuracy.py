@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Estimator accuracy against real vLLM/SGLang start-up logs, side by side with two other rules.
 
-Rows: benchmarks/data/memory_measurements.yaml (a copy of shared/calibration/measurements.yaml) (or --measurements). For every row that logs the
-weights per GPU, and every row whose KV pool is logged together with the GPU total (or SGLang's
-free memory before loading), it prints the measured figure and three estimates with their errors:
+Rows: benchmarks/data/memory_measurements.yaml (a copy of shared/calibration/measurements.yaml;
+or --measurements). For every row that logs the weights per GPU, and every row whose KV pool is
+logged together with the GPU total (or SGLang's free memory before loading), it prints the measured figure and three estimates with their errors:
 
 * ours      xinf_planner.core.memory.estimate
 * xinf      Xinference's own estimate_llm_gpu_memory (4.1, allow_download=False): its model_mem per
@@ -61,8 +61,7 @@ def xinference_parts(inp):
         info = get_model_layers_info(m.size, m.family, "pytorch", "none", allow_download=False)
         mem = None if info is None else estimate_llm_gpu_memory_details(info, m.size_b, "int8", ctx, "pytorch")
     else:
-        mem = estimate_llm_gpu_memory(m.size, inp.quantization, ctx, inp.model_format, m.family,
-                                      allow_download=False)
+        mem = estimate_llm_gpu_memory(m.size, inp.quantization, ctx, inp.model_format, m.family, allow_download=False)
     if mem is None:
         return None
     return mem.model_mem * MIB / GIB / (inp.tp * inp.pp), (mem.activation_mem + mem.overhead) * MIB / GIB
@@ -94,14 +93,16 @@ def main(argv=None) -> int:
     w_err = {"ours": [], "xinf": [], "gpustack": []}
     kv_err = {"ours": [], "xinf": [], "gpustack": []}
     print("Weights per GPU (GiB)")
-    print(f"{'row':<7}{'model (engine, TPxPP, quant)':<46}{'measured':>9}{'ours':>9}{'err':>8}{'xinf':>9}{'err':>8}"
-          f"{'gpustack':>9}{'err':>8}")
+    print(
+        f"{'row':<7}{'model (engine, TPxPP, quant)':<46}{'measured':>9}{'ours':>9}{'err':>8}{'xinf':>9}{'err':>8}"
+        f"{'gpustack':>9}{'err':>8}"
+    )
     kv_lines = []
     for row in rows:
         m = row["measured"]
         inp = row_input(row)
         if inp.gpu_total_gib is None:
-            inp.gpu_total_gib = 79.19   # weights do not depend on it
+            inp.gpu_total_gib = 79.19  # weights do not depend on it
         est = estimate(inp)
         xinf = xinference_parts(inp)
         label = f"{inp.model.ref} ({row['engine']}, {inp.tp}x{inp.pp}, {row['quantization']})"
@@ -112,15 +113,18 @@ def main(argv=None) -> int:
             for key, e in zip(w_err, errs):
                 if e is not None:
                     w_err[key].append(abs(e))
-            print(f"{row['id']:<7}{label:<46}{want:>9.2f}{fmt(ours, 9)}{fmt_err(errs[0]):>8}{fmt(xw, 9)}"
-                  f"{fmt_err(errs[1]):>8}{fmt(gw, 9)}{fmt_err(errs[2]):>8}")
+            print(
+                f"{row['id']:<7}{label:<46}{want:>9.2f}{fmt(ours, 9)}{fmt_err(errs[0]):>8}{fmt(xw, 9)}"
+                f"{fmt_err(errs[1]):>8}{fmt(gw, 9)}{fmt_err(errs[2]):>8}"
+            )
         has_total = row.get("gpu_total_gib") or (m.get("other") or {}).get("avail_mem_before_load_gib")
         kv_logged = m.get("kv_cache_gib_per_gpu")
         if has_total and kv_logged is not None and kv_logged > 0:
             budget = budget_gib(inp, est)
-            per_token = kv_bytes_per_token(inp.model, tp=inp.tp, layers=binding_layers(inp),
-                                           kv_cache_dtype=inp.kv_cache_dtype)
-            to_tokens = (lambda g: None if g is None else max(0.0, g) * GIB / per_token)
+            per_token = kv_bytes_per_token(
+                inp.model, tp=inp.tp, layers=binding_layers(inp), kv_cache_dtype=inp.kv_cache_dtype
+            )
+            to_tokens = lambda g, per_token=per_token: None if g is None else max(0.0, g) * GIB / per_token
             want_tokens = m.get("kv_cache_tokens") or kv_logged * GIB / per_token
             ours_t = est.kv_cache_tokens
             xinf_t = to_tokens(budget - xinf[0] - xinf[1]) if xinf else None
@@ -130,20 +134,30 @@ def main(argv=None) -> int:
             for key, e in zip(kv_err, errs):
                 if e is not None:
                     kv_err[key].append(abs(e))
-            kv_lines.append(f"{row['id']:<7}{label:<46}{inp.context_length:>7}{want_tokens / 1000:>9.1f}{ours_t / 1000:>9.1f}"
-                            f"{fmt_err(errs[0]):>8}{fmt(xinf_t and xinf_t / 1000, 9, 1)}{fmt_err(errs[1]):>8}"
-                            f"{fmt(gs_t / 1000, 9, 1)}{fmt_err(errs[2]):>8}")
-    print(f"{'median |error|':<53}{'':>9}{statistics.median(w_err['ours']):>16.1f}%"
-          f"{statistics.median(w_err['xinf']):>16.1f}%{statistics.median(w_err['gpustack']):>16.1f}%")
+            kv_lines.append(
+                f"{row['id']:<7}{label:<46}{inp.context_length:>7}{want_tokens / 1000:>9.1f}{ours_t / 1000:>9.1f}"
+                f"{fmt_err(errs[0]):>8}{fmt(xinf_t and xinf_t / 1000, 9, 1)}{fmt_err(errs[1]):>8}"
+                f"{fmt(gs_t / 1000, 9, 1)}{fmt_err(errs[2]):>8}"
+            )
+    print(
+        f"{'median |error|':<53}{'':>9}{statistics.median(w_err['ours']):>16.1f}%"
+        f"{statistics.median(w_err['xinf']):>16.1f}%{statistics.median(w_err['gpustack']):>16.1f}%"
+    )
     print()
     print("KV pool per replica (thousand tokens; rows that log the pool and the GPU total; ctx = max_model_len)")
-    print(f"{'row':<7}{'model (engine, TPxPP, quant)':<46}{'ctx':>7}{'measured':>9}{'ours':>9}{'err':>8}{'xinf':>9}{'err':>8}"
-          f"{'gpustack':>9}{'err':>8}")
+    print(
+        f"{'row':<7}{'model (engine, TPxPP, quant)':<46}{'ctx':>7}{'measured':>9}{'ours':>9}{'err':>8}"
+        f"{'xinf':>9}{'err':>8}{'gpustack':>9}{'err':>8}"
+    )
     print("\n".join(kv_lines))
-    print(f"{'median |error|':<60}{'':>9}{statistics.median(kv_err['ours']):>16.1f}%"
-          f"{statistics.median(kv_err['xinf']):>16.1f}%{statistics.median(kv_err['gpustack']):>16.1f}%")
-    print(f"{'mean |error|':<60}{'':>9}{statistics.mean(kv_err['ours']):>16.1f}%"
-          f"{statistics.mean(kv_err['xinf']):>16.1f}%{statistics.mean(kv_err['gpustack']):>16.1f}%")
+    print(
+        f"{'median |error|':<60}{'':>9}{statistics.median(kv_err['ours']):>16.1f}%"
+        f"{statistics.median(kv_err['xinf']):>16.1f}%{statistics.median(kv_err['gpustack']):>16.1f}%"
+    )
+    print(
+        f"{'mean |error|':<60}{'':>9}{statistics.mean(kv_err['ours']):>16.1f}%"
+        f"{statistics.mean(kv_err['xinf']):>16.1f}%{statistics.mean(kv_err['gpustack']):>16.1f}%"
+    )
     best = min(kv_err, key=lambda k: statistics.median(kv_err[k]))
     print(f"\nlowest median KV error: {best}")
     return 0 if best == "ours" else 1

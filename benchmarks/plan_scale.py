@@ -37,8 +37,14 @@ INTENT = {
 
 # One model too large for any single host: DeepSeek-R1 671B at its native FP8 (the pytorch spec)
 # on vLLM, sharded over hosts (n_worker); exercises the multi-host search.
-SHARDED_INTENT = {"model": "deepseek-r1:671", "formats": ["pytorch"], "engines": ["vllm"],
-                  "context_length": 16384, "concurrency": 8, "objective": "quality"}
+SHARDED_INTENT = {
+    "model": "deepseek-r1:671",
+    "formats": ["pytorch"],
+    "engines": ["vllm"],
+    "context_length": 16384,
+    "concurrency": 8,
+    "objective": "quality",
+}
 
 
 def cluster(hosts: int) -> Inventory:
@@ -71,8 +77,7 @@ def table(title: str, intent: dict, sizes: tuple[int, ...]) -> None:
 def main() -> None:
     table("three models (32B, Llama size chosen, 7B), balanced:", INTENT, (1, 8, 64, 128))
     print()
-    table("DeepSeek-R1 671B FP8 on vLLM, one replica sharded over hosts (n_worker):", SHARDED_INTENT,
-          (2, 8, 64, 128))
+    table("DeepSeek-R1 671B FP8 on vLLM, one replica sharded over hosts (n_worker):", SHARDED_INTENT, (2, 8, 64, 128))
 
 
 if __name__ == "__main__":

@@ -71,8 +71,10 @@ def _gguf_file(hub_info: dict, quant: str) -> tuple[str | None, str | None]:
     repo_stem = re.sub(r"-GGUF$", "", repo, flags=re.I).lower()
     file_stem = file.split("/")[-1].lower()
     if not file_stem.startswith(repo_stem.lower()):
-        return file, (f"Xinference's file template names '{file}', which is not in {hub_info['model_id']}; "
-                      f"only the split quantizations of this spec are launchable")
+        return file, (
+            f"Xinference's file template names '{file}', which is not in {hub_info['model_id']}; "
+            f"only the split quantizations of this spec are launchable"
+        )
     return file, None
 
 
@@ -88,17 +90,21 @@ def extract(models_dir: Path) -> dict:
                 model_size = size_from_model_id(info["model_id"]) or label
                 for quant in info["quantizations"]:
                     key = (model_size, spec["model_format"], quant)
-                    row = rows.setdefault(key, {
-                        "size": model_size,
-                        "model_format": spec["model_format"],
-                        "quantization": quant,
-                        "hubs": {},
-                    })
+                    row = rows.setdefault(
+                        key,
+                        {
+                            "size": model_size,
+                            "model_format": spec["model_format"],
+                            "quantization": quant,
+                            "hubs": {},
+                        },
+                    )
                     if spec.get("activated_size_in_billions"):
                         row["activated_size_in_billions"] = spec["activated_size_in_billions"]
                     entry = {
                         "model_id": info["model_id"].format(quantization=quant)
-                        if "{quantization}" in info["model_id"] else info["model_id"],
+                        if "{quantization}" in info["model_id"]
+                        else info["model_id"],
                         "size_label": label,
                     }
                     if info.get("model_revision"):
@@ -116,8 +122,10 @@ def extract(models_dir: Path) -> dict:
             hubs = row["hubs"]
             for hub in sorted(hubs):
                 if hubs[hub]["size_label"] != row["size"]:
-                    notes.append(f"on {hub} Xinference labels this spec size '{hubs[hub]['size_label']}' "
-                                 f"(catalog quirk); pass that label as model_size_in_billions")
+                    notes.append(
+                        f"on {hub} Xinference labels this spec size '{hubs[hub]['size_label']}' "
+                        f"(catalog quirk); pass that label as model_size_in_billions"
+                    )
             if DEFAULT_HUB not in hubs:
                 row["download_hub"] = sorted(hubs)[0]
                 notes.append(f"only on {row['download_hub']}: launch with download_hub='{row['download_hub']}'")
@@ -129,15 +137,17 @@ def extract(models_dir: Path) -> dict:
             row["notes"] = notes
             row["hubs"] = {h: hubs[h] for h in sorted(hubs)}
             specs.append(row)
-        families.append({
-            "family": fam["model_name"],
-            "context_length": fam["context_length"],
-            "abilities": list(fam["model_ability"]),
-            "tool_parser": fam.get("tool_parser"),
-            "architectures": list(fam.get("architectures") or []),
-            "virtualenv_engines": engines_from_virtualenv(fam.get("virtualenv")),
-            "specs": specs,
-        })
+        families.append(
+            {
+                "family": fam["model_name"],
+                "context_length": fam["context_length"],
+                "abilities": list(fam["model_ability"]),
+                "tool_parser": fam.get("tool_parser"),
+                "architectures": list(fam.get("architectures") or []),
+                "virtualenv_engines": engines_from_virtualenv(fam.get("virtualenv")),
+                "specs": specs,
+            }
+        )
     return {"families": families}
 
 

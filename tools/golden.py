@@ -24,8 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 HOSTS = ROOT / "examples" / "hosts"
 MANIFEST = ROOT / "tests" / "golden" / "outputs.sha256.json"
 
-MODELS = ["deepseek-r1-distill-qwen", "deepseek-r1-distill-qwen:7", "deepseek-r1-distill-qwen:32",
-          "deepseek-r1-distill-llama:70", "deepseek-r1-0528-qwen3:8", "deepseek-r1:671"]
+MODELS = [
+    "deepseek-r1-distill-qwen",
+    "deepseek-r1-distill-qwen:7",
+    "deepseek-r1-distill-qwen:32",
+    "deepseek-r1-distill-llama:70",
+    "deepseek-r1-0528-qwen3:8",
+    "deepseek-r1:671",
+]
 VARIANTS = {
     "default": [],
     "16k-x16": ["--context-length", "16384", "--concurrency", "16"],
@@ -34,16 +40,56 @@ VARIANTS = {
     "quality-x4": ["--objective", "quality", "--concurrency", "4"],
 }
 ESTIMATES = {
-    "vllm-7b-h100": ["-m", "deepseek-r1-distill-qwen:7", "--engine", "vllm", "--gpu", "NVIDIA H100 80GB HBM3",
-                     "--context-length", "16384", "--concurrency", "16"],
-    "vllm-32b-tp4-4090": ["-m", "deepseek-r1-distill-qwen:32", "--engine", "vllm", "--tp", "4", "--gpu",
-                          "RTX 4090", "--context-length", "8192"],
+    "vllm-7b-h100": [
+        "-m",
+        "deepseek-r1-distill-qwen:7",
+        "--engine",
+        "vllm",
+        "--gpu",
+        "NVIDIA H100 80GB HBM3",
+        "--context-length",
+        "16384",
+        "--concurrency",
+        "16",
+    ],
+    "vllm-32b-tp4-4090": [
+        "-m",
+        "deepseek-r1-distill-qwen:32",
+        "--engine",
+        "vllm",
+        "--tp",
+        "4",
+        "--gpu",
+        "RTX 4090",
+        "--context-length",
+        "8192",
+    ],
     "sglang-8b-a10": ["-m", "deepseek-r1-distill-llama:8", "--engine", "sglang", "--gpu", "NVIDIA A10"],
-    "llamacpp-7b-4090": ["-m", "deepseek-r1-distill-qwen:7", "--engine", "llama.cpp", "-q", "Q4_K_M",
-                         "--gpu", "RTX 4090", "--context-length", "8192", "--n-parallel", "4"],
+    "llamacpp-7b-4090": [
+        "-m",
+        "deepseek-r1-distill-qwen:7",
+        "--engine",
+        "llama.cpp",
+        "-q",
+        "Q4_K_M",
+        "--gpu",
+        "RTX 4090",
+        "--context-length",
+        "8192",
+        "--n-parallel",
+        "4",
+    ],
     "cpu-1.5b": ["-m", "deepseek-r1-distill-qwen:1.5", "--engine", "cpu", "--host-memory-gib", "16"],
-    "mlx-32b-m2": ["-m", "deepseek-r1-distill-qwen:32", "--engine", "mlx", "--gpu", "Apple M2 Ultra",
-                   "--gpu-memory-gib", "192"],
+    "mlx-32b-m2": [
+        "-m",
+        "deepseek-r1-distill-qwen:32",
+        "--engine",
+        "mlx",
+        "--gpu",
+        "Apple M2 Ultra",
+        "--gpu-memory-gib",
+        "192",
+    ],
     "r1-tp8-h200": ["-m", "deepseek-r1:671", "--engine", "vllm", "--tp", "8", "--gpu", "NVIDIA H200"],
 }
 
@@ -55,17 +101,33 @@ def cases() -> dict[str, list[str]]:
             for name, flags in VARIANTS.items():
                 key = f"plan/{inv.stem}/{model.replace(':', '-')}/{name}"
                 out[key] = ["plan", "--hardware", str(inv.relative_to(ROOT)), "--model", model, *flags]
-        out[f"plan-table/{inv.stem}"] = ["plan", "--hardware", str(inv.relative_to(ROOT)), "--model",
-                                         "deepseek-r1-distill-qwen", "--format", "table"]
+        out[f"plan-table/{inv.stem}"] = [
+            "plan",
+            "--hardware",
+            str(inv.relative_to(ROOT)),
+            "--model",
+            "deepseek-r1-distill-qwen",
+            "--format",
+            "table",
+        ]
     for name, args in ESTIMATES.items():
         out[f"estimate/{name}"] = ["estimate", *args, "--format", "json"]
         out[f"estimate-table/{name}"] = ["estimate", *args]
     cluster = ROOT / "examples" / "cluster"
-    out["plan/cluster/r1-fp8"] = ["plan", "--hardware", "examples/cluster/2x8xh100.yaml",
-                                  "--intent", "examples/cluster/intent-r1-fp8.yaml"]
+    out["plan/cluster/r1-fp8"] = [
+        "plan",
+        "--hardware",
+        "examples/cluster/2x8xh100.yaml",
+        "--intent",
+        "examples/cluster/intent-r1-fp8.yaml",
+    ]
     for as_ in ("shell", "python", "json"):
-        out[f"render/cluster-r1-fp8/{as_}"] = ["render", str((cluster / "plan-r1-fp8.yaml").relative_to(ROOT)),
-                                               "--as", as_]
+        out[f"render/cluster-r1-fp8/{as_}"] = [
+            "render",
+            str((cluster / "plan-r1-fp8.yaml").relative_to(ROOT)),
+            "--as",
+            as_,
+        ]
     return out
 
 
@@ -98,8 +160,9 @@ def sweep(dump: Path | None = None) -> dict[str, str]:
         if dump is not None:
             path = dump / (key + ".txt")
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"$ xinf-plan {' '.join(args)}\nexit {code}\n--- stdout\n{out}\n--- stderr\n{err}",
-                            encoding="utf-8")
+            path.write_text(
+                f"$ xinf-plan {' '.join(args)}\nexit {code}\n--- stdout\n{out}\n--- stderr\n{err}", encoding="utf-8"
+            )
     return result
 
 

@@ -45,8 +45,9 @@ class RecordingNVML:
         self._nvml = nvml
         self._handles: dict[int, int] = {}
         self.calls: dict[str, dict[str, object]] = {}
-        self._error_names = {getattr(nvml, k): k[len("NVML_ERROR_"):]
-                             for k in dir(nvml) if k.startswith("NVML_ERROR_")}
+        self._error_names = {
+            getattr(nvml, k): k[len("NVML_ERROR_") :] for k in dir(nvml) if k.startswith("NVML_ERROR_")
+        }
 
     def _key(self, args) -> str:
         parts = []
@@ -83,8 +84,7 @@ class RecordingNVML:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", help="fixture file to write (JSON)")
-    parser.add_argument("--source", required=True,
-                        help="where these answers come from (machine, driver, date)")
+    parser.add_argument("--source", required=True, help="where these answers come from (machine, driver, date)")
     args = parser.parse_args(argv)
 
     import pynvml
@@ -96,8 +96,11 @@ def main(argv=None) -> int:
     result = probe_nvidia(nvml=recorder)
     fixture = {"source": args.source, "calls": recorder.calls}
     write_atomic(args.output, json.dumps(fixture, indent=1, sort_keys=True) + "\n")
-    print(f"recorded {sum(len(v) for v in recorder.calls.values())} answers of "
-          f"{len(recorder.calls)} NVML functions; {len(result.gpus)} GPUs", file=sys.stderr)
+    print(
+        f"recorded {sum(len(v) for v in recorder.calls.values())} answers of "
+        f"{len(recorder.calls)} NVML functions; {len(result.gpus)} GPUs",
+        file=sys.stderr,
+    )
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     return 0

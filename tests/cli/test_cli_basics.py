@@ -11,9 +11,10 @@ HEAVY = ("xinference_client", "xinference", "pynvml", "torch", "jsonschema", "ht
 def _modules_after(code: str) -> set[str]:
     marker = "--- loaded modules ---"
     out = subprocess.run(
-        [sys.executable, "-c",
-         code + f"\nimport sys\nprint({marker!r})\nprint('\\n'.join(sorted(sys.modules)))"],
-        check=True, capture_output=True, text=True,
+        [sys.executable, "-c", code + f"\nimport sys\nprint({marker!r})\nprint('\\n'.join(sorted(sys.modules)))"],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return set(out.split(marker, 1)[1].split())
 
@@ -32,8 +33,7 @@ def test_help_imports_nothing_heavy():
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_help_is_light(name):
     """`xinf-plan CMD --help` works, shows an example, and pulls neither the client nor NVML."""
-    proc = subprocess.run([sys.executable, "-m", "xinf_planner", name, "--help"],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "xinf_planner", name, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"Usage: xinf-plan {name}") and "example" in proc.stdout.lower()
     mods = _modules_after(

@@ -66,8 +66,9 @@ def test_table_of_a_merged_cluster_shows_topology(run_cli):
     assert re.search(r"GPU0\s+X\s+PIX\s+NODE\s+NODE", out)
 
 
-@pytest.mark.parametrize("suffix, fmt, parse", [(".yaml", None, yaml.safe_load), (".json", None, json.loads),
-                                                (".txt", "json", json.loads)])
+@pytest.mark.parametrize(
+    "suffix, fmt, parse", [(".yaml", None, yaml.safe_load), (".json", None, json.loads), (".txt", "json", json.loads)]
+)
 def test_output_file_is_written_atomically(run_cli, tmp_path, suffix, fmt, parse):
     target = tmp_path / f"inv{suffix}"
     target.write_text("old content that must be replaced whole\n")
@@ -96,8 +97,20 @@ def _write(path: Path, doc) -> Path:
 
 
 def _host_doc(name: str, worker: str) -> dict:
-    return {"version": 1, "hosts": [{"name": name, "worker_address": worker, "os": "linux", "arch": "x86_64",
-                                     "cpu_cores": 8, "memory_total_bytes": 34359738368, "gpus": []}]}
+    return {
+        "version": 1,
+        "hosts": [
+            {
+                "name": name,
+                "worker_address": worker,
+                "os": "linux",
+                "arch": "x86_64",
+                "cpu_cores": 8,
+                "memory_total_bytes": 34359738368,
+                "gpus": [],
+            }
+        ],
+    }
 
 
 def test_merge_joins_hosts(run_cli, tmp_path):
@@ -106,8 +119,10 @@ def test_merge_joins_hosts(run_cli, tmp_path):
     code, _, err = run_cli("inspect", "--merge", a, b, "-o", tmp_path / "cluster.yaml")
     assert code == 0, err
     merged = load_inventory(tmp_path / "cluster.yaml")
-    assert [(h.name, h.worker_address) for h in merged.hosts] == [("gpu-a", "10.0.0.11:30001"),
-                                                                  ("gpu-b", "10.0.0.12:30001")]
+    assert [(h.name, h.worker_address) for h in merged.hosts] == [
+        ("gpu-a", "10.0.0.11:30001"),
+        ("gpu-b", "10.0.0.12:30001"),
+    ]
 
 
 def test_merge_of_a_malformed_inventory_names_file_and_json_path(run_cli, tmp_path):

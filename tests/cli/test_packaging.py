@@ -15,9 +15,9 @@ from support.paths import EXAMPLES, ROOT
 def unpacked_wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(out), str(ROOT)],
-        capture_output=True, text=True,
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         pytest.fail(f"building the wheel failed: {proc.stderr[-2000:]}")
@@ -30,10 +30,17 @@ def unpacked_wheel(tmp_path_factory):
 
 def test_wheel_ships_templates_and_data(unpacked_wheel):
     pkg = unpacked_wheel / "xinf_planner"
-    for rel in ["core/engines.yaml", "core/memory/constants.yaml", "core/serving/constants.yaml",
-                "_templates/render/python.py.tmpl", "core/schemas/plan.schema.json",
-                "core/schemas/inventory.schema.json", "core/schemas/intent.schema.json",
-                "core/catalog/data/models.yaml", "core/rules.yaml"]:
+    for rel in [
+        "core/engines.yaml",
+        "core/memory/constants.yaml",
+        "core/serving/constants.yaml",
+        "_templates/render/python.py.tmpl",
+        "core/schemas/plan.schema.json",
+        "core/schemas/inventory.schema.json",
+        "core/schemas/intent.schema.json",
+        "core/catalog/data/models.yaml",
+        "core/rules.yaml",
+    ]:
         assert (pkg / rel).is_file(), rel
 
 
@@ -54,8 +61,7 @@ def test_installed_wheel_plans_and_renders_without_the_source_tree(unpacked_whee
         f"sys.argv = ['xinf-plan', 'render', {str(plan)!r}, '--as', 'shell']\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
     )
-    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     first = proc.stdout.splitlines()[0]
     assert Path(first) == unpacked_wheel / "xinf_planner" / "_templates"

@@ -5,8 +5,6 @@ when logged, else GiB); rows where the engine failed to start must come out as n
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from support.paths import ROOT
 
@@ -35,9 +33,12 @@ def _ids(rows):
 
 
 WEIGHT_ROWS = [r for r in ROWS if r["measured"].get("weights_gib_per_gpu")]
-KV_ROWS = [r for r in ROWS if r.get("gpu_total_gib") or (r["measured"].get("other") or {}).get("avail_mem_before_load_gib")
-           if (r["measured"].get("kv_cache_tokens") or (r["measured"].get("kv_cache_gib_per_gpu") or 0) > 0)
-           and not _failed(r)]
+KV_ROWS = [
+    r
+    for r in ROWS
+    if r.get("gpu_total_gib") or (r["measured"].get("other") or {}).get("avail_mem_before_load_gib")
+    if (r["measured"].get("kv_cache_tokens") or (r["measured"].get("kv_cache_gib_per_gpu") or 0) > 0) and not _failed(r)
+]
 FAILED_ROWS = [r for r in ROWS if _failed(r)]
 
 
@@ -49,7 +50,7 @@ def test_rows_are_there():
 def test_weights_per_gpu_within_3_percent(row):
     inp = row_input(row)
     if inp.gpu_total_gib is None:
-        inp.gpu_total_gib = 79.19   # weights do not depend on it; the engines need a figure
+        inp.gpu_total_gib = 79.19  # weights do not depend on it; the engines need a figure
     got = estimate(inp).per_gpu_gib["weights"]
     want = row["measured"]["weights_gib_per_gpu"]
     assert abs(got - want) / want < 0.03, f"{row['id']}: estimated {got:.2f} GiB, measured {want:.2f} GiB"

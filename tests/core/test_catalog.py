@@ -38,11 +38,15 @@ def count_params(m) -> int:
     head = 0 if m.tie_word_embeddings else embed
     if m.kv_lora_rank:  # DeepSeek-V3/R1: MLA attention, dense first layers, MoE after
         nh = m.num_attention_heads
-        attn = (h * m.q_lora_rank + m.q_lora_rank
-                + m.q_lora_rank * nh * (m.qk_nope_head_dim + m.qk_rope_head_dim)
-                + h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank
-                + m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
-                + nh * m.v_head_dim * h)
+        attn = (
+            h * m.q_lora_rank
+            + m.q_lora_rank
+            + m.q_lora_rank * nh * (m.qk_nope_head_dim + m.qk_rope_head_dim)
+            + h * (m.kv_lora_rank + m.qk_rope_head_dim)
+            + m.kv_lora_rank
+            + m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim)
+            + nh * m.v_head_dim * h
+        )
         dense_mlp = 3 * h * m.intermediate_size
         expert = 3 * h * m.moe_intermediate_size
         moe_mlp = (m.n_routed_experts + m.n_shared_experts) * expert + m.n_routed_experts * h + m.n_routed_experts
@@ -117,7 +121,8 @@ def test_every_xinference_spec_is_in_the_catalog():
         for s in specs_for(m):
             for hub, model_id in s.model_ids.items():
                 ours[(m.family, hub, s.model_format, s.quantization)] = ours.get(
-                    (m.family, hub, s.model_format, s.quantization), set()) | {model_id}
+                    (m.family, hub, s.model_format, s.quantization), set()
+                ) | {model_id}
     n = 0
     for fam in {m.family for m in all_models()}:
         for spec in xinf_family(fam)["model_specs"]:
@@ -130,8 +135,9 @@ def test_every_xinference_spec_is_in_the_catalog():
 
 
 def test_generated_file_is_up_to_date():
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "extract_catalog.py"), "--check"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "extract_catalog.py"), "--check"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -142,13 +148,16 @@ def test_sizes_and_ids_resolve_to_the_same_model():
     assert [m.size for m in models_of("deepseek-r1-distill-qwen")] == ["1_5", "7", "14", "32"]
 
 
-@pytest.mark.parametrize("call, needle", [
-    (lambda: get_model("deepseek-r1-distill-qwen:3"), "1.5, 7, 14, 32"),
-    (lambda: get_model("nope:7"), "deepseek-r1-distill-llama"),
-    (lambda: get_model("nonsense"), "deepseek-r1:671"),
-    (lambda: find_spec(get_model("deepseek-r1-distill-qwen:7"), "fp8", "none"), "awq, ggufv2, gptq, mlx, pytorch"),
-    (lambda: find_spec(get_model("deepseek-r1-distill-qwen:7"), "ggufv2", "Q4_0"), "Q4_K_M"),
-])
+@pytest.mark.parametrize(
+    "call, needle",
+    [
+        (lambda: get_model("deepseek-r1-distill-qwen:3"), "1.5, 7, 14, 32"),
+        (lambda: get_model("nope:7"), "deepseek-r1-distill-llama"),
+        (lambda: get_model("nonsense"), "deepseek-r1:671"),
+        (lambda: find_spec(get_model("deepseek-r1-distill-qwen:7"), "fp8", "none"), "awq, ggufv2, gptq, mlx, pytorch"),
+        (lambda: find_spec(get_model("deepseek-r1-distill-qwen:7"), "ggufv2", "Q4_0"), "Q4_K_M"),
+    ],
+)
 def test_unknown_choices_give_one_line_listing_valid_ones(call, needle):
     with pytest.raises(InvalidInput) as err:
         call()
@@ -156,9 +165,13 @@ def test_unknown_choices_give_one_line_listing_valid_ones(call, needle):
 
 
 def test_quirk_llama8b_gguf_label_is_1_5_on_huggingface():
-    raw = [s for s in xinf_family("deepseek-r1-distill-llama")["model_specs"]
-           if s["model_format"] == "ggufv2" and "huggingface" in s["model_src"]
-           and "8B" in s["model_src"]["huggingface"]["model_id"]]
+    raw = [
+        s
+        for s in xinf_family("deepseek-r1-distill-llama")["model_specs"]
+        if s["model_format"] == "ggufv2"
+        and "huggingface" in s["model_src"]
+        and "8B" in s["model_src"]["huggingface"]["model_id"]
+    ]
     assert raw and str(raw[0]["model_size_in_billions"]) == "1_5"
     spec = find_spec(get_model("deepseek-r1-distill-llama:8"), "ggufv2", "Q4_K_M")
     assert spec.launch_size() == "1_5" and spec.launch_size("modelscope") == "8"
@@ -167,8 +180,11 @@ def test_quirk_llama8b_gguf_label_is_1_5_on_huggingface():
 
 def test_quirk_llama70b_single_file_gguf_is_unlaunchable_split_ones_are():
     m = get_model("deepseek-r1-distill-llama:70")
-    raw = next(s for s in xinf_family(m.family)["model_specs"]
-               if s["model_format"] == "ggufv2" and str(s["model_size_in_billions"]) == "70")
+    raw = next(
+        s
+        for s in xinf_family(m.family)["model_specs"]
+        if s["model_format"] == "ggufv2" and str(s["model_size_in_billions"]) == "70"
+    )
     assert "Qwen-7B" in raw["model_src"]["huggingface"]["model_file_name_template"]
     split = set(raw["model_src"]["huggingface"]["quantization_parts"])
     for s in specs_for(m):
@@ -204,14 +220,17 @@ def test_live_matching_on_the_real_catalog_files():
                 assert found["model_hub"] == hub
 
 
-@pytest.mark.parametrize("nvml_name, expected, gib", [
-    ("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3", 79.65),
-    ("NVIDIA A10", "NVIDIA A10", 22.49),
-    ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB SXM", 80.0),
-    ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 3090", 24.0),
-    ("NVIDIA GeForce RTX 3090 Ti", "NVIDIA GeForce RTX 3090 Ti", 23.99),
-    ("Tesla T4", "Tesla T4", 15.0),
-])
+@pytest.mark.parametrize(
+    "nvml_name, expected, gib",
+    [
+        ("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3", 79.65),
+        ("NVIDIA A10", "NVIDIA A10", 22.49),
+        ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB SXM", 80.0),
+        ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 3090", 24.0),
+        ("NVIDIA GeForce RTX 3090 Ti", "NVIDIA GeForce RTX 3090 Ti", 23.99),
+        ("Tesla T4", "Tesla T4", 15.0),
+    ],
+)
 def test_lookup_gpu_by_nvml_name(nvml_name, expected, gib):
     info = lookup_gpu(nvml_name)
     assert info.name == expected
@@ -229,7 +248,9 @@ def test_lookup_gpu_unknown_and_apple():
 
 
 def test_import_is_light():
-    code = ("import sys, xinf_planner.core.catalog, xinf_planner.core.catalog.live; "
-            "print([m for m in ('xinference_client', 'xinference', 'pynvml', 'torch') if m in sys.modules])")
+    code = (
+        "import sys, xinf_planner.core.catalog, xinf_planner.core.catalog.live; "
+        "print([m for m in ('xinference_client', 'xinference', 'pynvml', 'torch') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -3,8 +3,6 @@ and uses the memory sizes drivers really report."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from support.paths import EXAMPLES
 

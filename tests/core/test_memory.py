@@ -29,6 +29,7 @@ R1 = get_model("deepseek-r1:671")
 
 # ---- KV per token -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("m", DENSE, ids=lambda m: m.ref)
 def test_dense_kv_per_token_formula(m):
     assert kv_bytes_per_token(m) == 2 * m.num_layers * m.num_kv_heads * m.head_dim * 2
@@ -55,7 +56,7 @@ def test_fp8_kv_halves(m):
 
 
 def test_mla_kv_is_the_same_on_every_rank():
-    expected = 61 * (512 + 64) * 2   # 70,272 B (memory-notes.md)
+    expected = 61 * (512 + 64) * 2  # 70,272 B (memory-notes.md)
     for tp in (1, 2, 4, 8, 16):
         assert kv_bytes_per_token(R1, tp=tp) == expected
 
@@ -67,6 +68,7 @@ def test_llamacpp_kv_types():
 
 
 # ---- weights ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("m", all_models(), ids=lambda m: m.ref)
 def test_tp_shards_everything_but_small_replicated_parts(m):
@@ -97,7 +99,7 @@ def test_int4_keeps_embedding_and_head_in_16_bit():
     linear = QWEN7.params - 2 * QWEN7.vocab_size * QWEN7.hidden_size
     # 4 bits + a 16-bit scale and a 4-bit zero per 128 weights = 4.156 bits per linear weight
     assert awq == pytest.approx(embed_head + linear * (4 + 20 / 128) / 8, rel=0.01)
-    assert 5.0 < awq / GIB < 5.4   # "a 4-bit 7B checkpoint is about 5.2 GiB, not 3.5"
+    assert 5.0 < awq / GIB < 5.4  # "a 4-bit 7B checkpoint is about 5.2 GiB, not 3.5"
 
 
 def test_mlx_4bit_is_4_5_bits_per_weight():
@@ -117,8 +119,14 @@ def test_ggml_block_sizes_from_struct_layouts():
     # ggml-common.h: block_q4_K = 2 fp16 + 12 B scales + 128 B quants per 256; block_q6_K = 128 ql +
     # 64 qh + 16 scales + 1 fp16; block_q8_0 = fp16 + 32 int8; block_q2_K = 16 scales + 64 qs + 2 fp16;
     # block_q3_K = 32 hmask + 64 qs + 12 scales + fp16; block_q5_K = 2 fp16 + 12 + 32 qh + 128 qs.
-    layouts = {"Q4_K": (4 + 12 + 128, 256), "Q6_K": (128 + 64 + 16 + 2, 256), "Q8_0": (2 + 32, 32),
-               "Q2_K": (16 + 64 + 4, 256), "Q3_K": (32 + 64 + 12 + 2, 256), "Q5_K": (4 + 12 + 32 + 128, 256)}
+    layouts = {
+        "Q4_K": (4 + 12 + 128, 256),
+        "Q6_K": (128 + 64 + 16 + 2, 256),
+        "Q8_0": (2 + 32, 32),
+        "Q2_K": (16 + 64 + 4, 256),
+        "Q3_K": (32 + 64 + 12 + 2, 256),
+        "Q5_K": (4 + 12 + 32 + 128, 256),
+    }
     for name, (nbytes, n) in layouts.items():
         assert bits_per_weight(name) == pytest.approx(8 * nbytes / n)
 
@@ -129,17 +137,24 @@ def test_gguf_q4_k_m_averages_about_4_9_bits():
         assert 4.8 < bpw < 5.0
 
 
-@pytest.mark.parametrize("ref, quant, published", [
-    ("deepseek-r1-distill-llama:8", "Q4_K_M", 4.92e9), ("deepseek-r1-distill-llama:8", "Q8_0", 8.54e9),
-    ("deepseek-r1-distill-qwen:7", "Q4_K_M", 4.68e9), ("deepseek-r1-distill-qwen:7", "Q2_K", 3.02e9),
-    ("deepseek-r1-distill-llama:70", "Q4_K_M", 42.5e9), ("deepseek-r1:671", "Q4_K_M", 404e9),
-])
+@pytest.mark.parametrize(
+    "ref, quant, published",
+    [
+        ("deepseek-r1-distill-llama:8", "Q4_K_M", 4.92e9),
+        ("deepseek-r1-distill-llama:8", "Q8_0", 8.54e9),
+        ("deepseek-r1-distill-qwen:7", "Q4_K_M", 4.68e9),
+        ("deepseek-r1-distill-qwen:7", "Q2_K", 3.02e9),
+        ("deepseek-r1-distill-llama:70", "Q4_K_M", 42.5e9),
+        ("deepseek-r1:671", "Q4_K_M", 404e9),
+    ],
+)
 def test_gguf_sizes_match_published_files(ref, quant, published):
     # bartowski Llama-3.1-8B / Qwen2.5-7B GGUF cards; unsloth R1 and Distill-Llama-70B GGUF cards
     assert file_bytes(get_model(ref), quant) == pytest.approx(published, rel=0.02)
 
 
 # ---- vLLM ---------------------------------------------------------------------------------------
+
 
 def _vllm(**kw):
     base = dict(model=QWEN14, engine="vllm", tp=1, gpu_total_gib=79.19, context_length=8192)
@@ -195,8 +210,10 @@ def test_vllm_pool_is_independent_of_context_and_concurrency_falls_with_it(ctx, 
 @settings(max_examples=40, deadline=None)
 @given(util=st.floats(0.3, 0.94))
 def test_vllm_pool_grows_with_utilization(util):
-    assert estimate(_vllm(gpu_memory_utilization=util)).kv_cache_tokens <= \
-        estimate(_vllm(gpu_memory_utilization=util + 0.05)).kv_cache_tokens
+    assert (
+        estimate(_vllm(gpu_memory_utilization=util)).kv_cache_tokens
+        <= estimate(_vllm(gpu_memory_utilization=util + 0.05)).kv_cache_tokens
+    )
 
 
 def test_vllm_refuses_when_reservation_exceeds_free_memory():
@@ -230,9 +247,17 @@ def test_enforce_eager_drops_cuda_graphs():
 
 # ---- llama.cpp, MLX, Transformers ---------------------------------------------------------------
 
+
 def _gguf(**kw):
-    base = dict(model=QWEN7, engine="llama.cpp", model_format="ggufv2", quantization="Q4_K_M",
-                gpu_total_gib=23.58, context_length=4096, n_parallel=1)
+    base = dict(
+        model=QWEN7,
+        engine="llama.cpp",
+        model_format="ggufv2",
+        quantization="Q4_K_M",
+        gpu_total_gib=23.58,
+        context_length=4096,
+        n_parallel=1,
+    )
     base.update(kw)
     return EstimateInput(**base)
 
@@ -276,18 +301,23 @@ def test_llamacpp_monotone_in_context_and_slots(ctx, par):
 @given(ctx=st.integers(512, 65536), conc=st.integers(1, 32))
 def test_transformers_and_mlx_monotone_in_context_and_concurrency(ctx, conc):
     for engine, fmt, quant in (("transformers", "pytorch", "none"), ("mlx", "mlx", "4bit")):
-        mk = lambda c, n: EstimateInput(QWEN7, engine, fmt, quant, gpu_total_gib=80, host_memory_gib=64,
-                                        context_length=c, concurrency=n)
+
+        def mk(c, n, engine=engine, fmt=fmt, quant=quant):
+            return EstimateInput(
+                QWEN7, engine, fmt, quant, gpu_total_gib=80, host_memory_gib=64, context_length=c, concurrency=n
+            )
+
         a = estimate(mk(ctx, conc)).per_gpu_gib["total"]
         assert estimate(mk(ctx + 512, conc)).per_gpu_gib["total"] > a
         assert estimate(mk(ctx, conc + 1)).per_gpu_gib["total"] > a
 
 
 def test_mlx_budget_is_the_wired_limit_not_ram():
-    mk = lambda ram: EstimateInput(get_model("deepseek-r1-distill-llama:70"), "mlx", "mlx", "6bit",
-                                   host_memory_gib=ram, context_length=4096)
+    mk = lambda ram: EstimateInput(
+        get_model("deepseek-r1-distill-llama:70"), "mlx", "mlx", "6bit", host_memory_gib=ram, context_length=4096
+    )
     est = estimate(mk(64))
-    assert est.per_gpu_gib["wired_limit"] == pytest.approx(48)   # 75% of 64 GiB
+    assert est.per_gpu_gib["wired_limit"] == pytest.approx(48)  # 75% of 64 GiB
     # 6-bit 70B: 6.5 bits x 70.6e9 weights = 53 GiB: under 64 GiB of RAM, over the wired limit
     assert 48 < est.per_gpu_gib["weights"] < 64
     assert not est.fits and "wired limit" in est.reasons[0]
@@ -295,6 +325,7 @@ def test_mlx_budget_is_the_wired_limit_not_ram():
 
 
 # ---- speed, errors, determinism -----------------------------------------------------------------
+
 
 def test_decode_speed_first_order():
     est = estimate(_vllm(gpu_bandwidth_gbps=3350, concurrency=16))
@@ -314,19 +345,24 @@ def test_moe_reads_only_active_experts():
     # 8 of 256 routed experts per token: ~37B of 671B parameters are read
     assert 0.04 < one_token / total < 0.08
     assert active_bytes(R1, "pytorch", "none", experts_touched=256) == pytest.approx(
-        total - tensor_bytes(R1, "pytorch", "none")[0])
-    s = estimate(EstimateInput(R1, "vllm", tp=8, gpu_total_gib=139.8, context_length=4096,
-                               gpu_bandwidth_gbps=4800)).decode_tokens_per_s["per_sequence"]
-    assert s > 4800e9 * 8 / total   # faster than reading every expert would allow
+        total - tensor_bytes(R1, "pytorch", "none")[0]
+    )
+    s = estimate(
+        EstimateInput(R1, "vllm", tp=8, gpu_total_gib=139.8, context_length=4096, gpu_bandwidth_gbps=4800)
+    ).decode_tokens_per_s["per_sequence"]
+    assert s > 4800e9 * 8 / total  # faster than reading every expert would allow
 
 
-@pytest.mark.parametrize("kw, needle", [
-    (dict(engine="tensorrt"), "vllm, sglang"),
-    (dict(engine="llama.cpp"), "ggufv2"),
-    (dict(kv_cache_dtype="q5_1"), "auto, fp8"),
-    (dict(gpu_total_gib=None), "GPU memory"),
-    (dict(gpu_memory_utilization=1.5), "(0, 1]"),
-])
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        (dict(engine="tensorrt"), "vllm, sglang"),
+        (dict(engine="llama.cpp"), "ggufv2"),
+        (dict(kv_cache_dtype="q5_1"), "auto, fp8"),
+        (dict(gpu_total_gib=None), "GPU memory"),
+        (dict(gpu_memory_utilization=1.5), "(0, 1]"),
+    ],
+)
 def test_bad_input_is_one_line(kw, needle):
     with pytest.raises(InvalidInput) as err:
         estimate(_vllm(**kw))

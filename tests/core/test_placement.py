@@ -27,7 +27,7 @@ def _host(name):
 
 
 def test_six_t4_pairs_stay_within_a_socket():
-    host = _host("6xt4.yaml")          # 0-2 on socket 0 (NODE), 3-5 on socket 1; SYS across
+    host = _host("6xt4.yaml")  # 0-2 on socket 0 (NODE), 3-5 on socket 1; SYS across
     groups = group_gpus(host, [g.index for g in host.gpus], 2)
     assert len(groups) == 3
     pairs = [set(g) for g, _ in groups]
@@ -45,17 +45,30 @@ def test_groups_are_disjoint_and_complete():
         used = list(itertools.chain.from_iterable(g for g, _ in groups))
         assert len(used) == len(set(used)) == 8
         assert all(len(g) == size for g, _ in groups)
-        assert all(w == 0 for _, w in groups)           # NVSwitch: every pair is NV18
+        assert all(w == 0 for _, w in groups)  # NVSwitch: every pair is NV18
 
 
 def test_nvlink_pairs_preferred_over_pcie():
     # a made-up 4-GPU box: NVLink bridges 0-2 and 1-3, PCIe (PHB) otherwise
-    host = Host(name="h", os="linux", arch="x86_64", cpu_cores=8, memory_total_bytes=1 << 36,
-                topology=[["X", "PHB", "NV4", "PHB"], ["PHB", "X", "PHB", "NV4"],
-                          ["NV4", "PHB", "X", "PHB"], ["PHB", "NV4", "PHB", "X"]])
+    host = Host(
+        name="h",
+        os="linux",
+        arch="x86_64",
+        cpu_cores=8,
+        memory_total_bytes=1 << 36,
+        topology=[
+            ["X", "PHB", "NV4", "PHB"],
+            ["PHB", "X", "PHB", "NV4"],
+            ["NV4", "PHB", "X", "PHB"],
+            ["PHB", "NV4", "PHB", "X"],
+        ],
+    )
     from xinf_planner.core.inventory import GPU
-    host.gpus = [GPU(index=i, vendor="nvidia", name="RTX 3090", memory_total_bytes=24 << 30,
-                     compute_capability="8.6") for i in range(4)]
+
+    host.gpus = [
+        GPU(index=i, vendor="nvidia", name="RTX 3090", memory_total_bytes=24 << 30, compute_capability="8.6")
+        for i in range(4)
+    ]
     groups = group_gpus(host, [0, 1, 2, 3], 2)
     assert sorted(g for g, _ in groups) == [(0, 2), (1, 3)]
 
@@ -97,11 +110,12 @@ def test_reserved_gib_uses_the_engine_fraction():
 
 
 def test_placement_kwargs_single_host_gpu_idx_slices():
-    host = _host("6xt4.yaml")                                   # no worker address
+    host = _host("6xt4.yaml")  # no worker address
     kw = placement_kwargs([(host, (0, 1)), (host, (2, 4)), (host, (3, 5))])
     assert kw == {"replica": 3, "gpu_idx": [0, 1, 2, 4, 3, 5]}
     # Xinference gives replica i the slice gpu_idx[i*k:(i+1)*k] (core/utils.assign_replica_gpu)
     from xinference.core.utils import assign_replica_gpu
+
     assert assign_replica_gpu("m-rep1", 3, kw["gpu_idx"]) == [2, 4]
 
 
@@ -110,18 +124,19 @@ def test_placement_kwargs_cluster_uses_replica_config():
     a, b = inv.hosts
     kw = placement_kwargs([(a, (0, 1)), (b, (0, 1))])
     assert set(kw) == {"replica", "replica_config"}
-    assert kw["replica_config"][1]["devices"][0] == {"worker_ip": b.worker_address, "gpu_idx": [0, 1],
-                                                     "n_gpu": 2}
+    assert kw["replica_config"][1]["devices"][0] == {"worker_ip": b.worker_address, "gpu_idx": [0, 1], "n_gpu": 2}
     # the structure Xinference validates (core/replica_config.py) accepts it
     from xinference.core.replica_config import ReplicaConfig, normalize_replica_configs
+
     normalize_replica_configs("uid", 2, [ReplicaConfig(**c) for c in kw["replica_config"]])
 
 
 def test_placement_kwargs_cpu():
     host = _host("cpu-only-16c-64g.yaml")
     assert placement_kwargs([(host, ()), (host, ())]) == {"replica": 2, "n_gpu": None}
-    with_worker = Host(name="c", os="linux", arch="x86_64", cpu_cores=8, memory_total_bytes=1 << 36,
-                       worker_address="10.0.0.9:30001")
+    with_worker = Host(
+        name="c", os="linux", arch="x86_64", cpu_cores=8, memory_total_bytes=1 << 36, worker_address="10.0.0.9:30001"
+    )
     kw = placement_kwargs([(with_worker, ())])
     assert kw["replica_config"][0]["devices"][0] == {"worker_ip": "10.0.0.9:30001", "n_gpu": "auto"}
 
@@ -135,6 +150,7 @@ def test_several_hosts_without_workers_cannot_be_pinned():
 
 def test_free_memory_counts_used_memory():
     from xinf_planner.core.planning.placement import free_gib_after_headroom
+
     host = _host("rtx4090-workstation.yaml")
     g = host.gpus[0]
     assert free_gib_after_headroom(g, 0) == pytest.approx((g.memory_total_bytes - g.memory_used_bytes) / GIB)
@@ -145,6 +161,7 @@ def test_apple_silicon_gets_no_gpu_indexes():
     # Xinference's device registry counts 0 MPS devices (xinference/device_utils.py), so a
     # worker on a Mac refuses any gpu_idx: only the replica count (and the worker) is pinned.
     from xinference.device_utils import DEVICE_REGISTRY
+
     mps = [d for d in DEVICE_REGISTRY if d.name == "mps"][0]
     assert mps.device_count_fn() == 0
     host = _host("mac-studio-m2-ultra-192gb.yaml")

@@ -34,9 +34,11 @@ def messages(doc) -> str:
 
 
 def test_planned_documents_are_valid():
-    for inv, model in [("6xt4.yaml", "deepseek-r1-distill-qwen:7"),
-                       ("2x8xa100-cluster.yaml", "deepseek-r1-distill-qwen:32"),
-                       ("cpu-only-16c-64g.yaml", "deepseek-r1-distill-qwen:1.5")]:
+    for inv, model in [
+        ("6xt4.yaml", "deepseek-r1-distill-qwen:7"),
+        ("2x8xa100-cluster.yaml", "deepseek-r1-distill-qwen:32"),
+        ("cpu-only-16c-64g.yaml", "deepseek-r1-distill-qwen:1.5"),
+    ]:
         doc = plan(inv, model, concurrency=1)
         assert plan_errors(doc) == [], messages(doc)
 
@@ -96,7 +98,7 @@ def test_gpu_that_does_not_exist():
 
 def test_estimate_larger_than_the_free_memory():
     doc = plan()
-    doc["deployments"][0]["estimate"]["per_gpu_gib"]["total"] = 40.0     # a T4 has 15 GiB
+    doc["deployments"][0]["estimate"]["per_gpu_gib"]["total"] = 40.0  # a T4 has 15 GiB
     assert "$.deployments[0].estimate.per_gpu_gib.total" in paths(doc)
 
 
@@ -104,7 +106,7 @@ def test_reservations_on_one_gpu_add_up_past_what_is_free():
     doc = plan()
     twin = copy.deepcopy(doc["deployments"][0])
     twin["name"] = twin["launch"]["model_uid"] = "twin"
-    doc["deployments"].append(twin)                 # the same GPUs reserved twice
+    doc["deployments"].append(twin)  # the same GPUs reserved twice
     assert "reservations on t4x6 GPU" in messages(doc)
 
 
@@ -128,7 +130,7 @@ def test_float16_required_below_ampere():
 
 def test_engine_compute_capability_floor():
     doc = plan()
-    doc["deployments"][0]["launch"]["model_engine"] = "SGLang"       # SGLang needs CC 8.0; T4 is 7.5
+    doc["deployments"][0]["launch"]["model_engine"] = "SGLang"  # SGLang needs CC 8.0; T4 is 7.5
     assert any("needs compute capability 8.0" in m for _, m in plan_errors(doc))
 
 
@@ -214,13 +216,16 @@ def test_gpu_idx_refused_on_apple_silicon():
     assert "$.deployments[0].launch.gpu_idx" in paths(doc)
 
 
-@pytest.mark.parametrize("where, value", [
-    ("model", "x\ntouch /tmp/PWNED\n#"),
-    ("launch.envs", "x"),
-    ("launch.tensor_parallel_size", {}),
-    ("launch.gpu_memory_utilization", 1.5),
-    ("launch.model_uid", "a b"),
-])
+@pytest.mark.parametrize(
+    "where, value",
+    [
+        ("model", "x\ntouch /tmp/PWNED\n#"),
+        ("launch.envs", "x"),
+        ("launch.tensor_parallel_size", {}),
+        ("launch.gpu_memory_utilization", 1.5),
+        ("launch.model_uid", "a b"),
+    ],
+)
 def test_hand_edits_of_wrong_type_are_schema_errors_not_crashes(run_cli, tmp_path, where, value):
     from support.paths import EXAMPLES
 

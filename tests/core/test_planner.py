@@ -41,8 +41,8 @@ def test_objectives_pull_in_their_direction():
     quality = first(plan("4x4090-pcie.yaml", objective="quality", **kw))
     latency = first(plan("4x4090-pcie.yaml", objective="latency", **kw))
     throughput = first(plan("4x4090-pcie.yaml", objective="throughput", **kw))
-    size = lambda d: float(d["model"].split(":")[1].replace("_", "."))    # noqa: E731
-    speed = lambda d, k: d["estimate"]["decode_tokens_per_s"][k]           # noqa: E731
+    size = lambda d: float(d["model"].split(":")[1].replace("_", "."))  # noqa: E731
+    speed = lambda d, k: d["estimate"]["decode_tokens_per_s"][k]  # noqa: E731
     assert size(quality) >= size(latency) and size(quality) >= size(throughput)
     assert speed(latency, "per_sequence") >= speed(quality, "per_sequence")
     assert throughput["estimate"]["served_sequences"] >= quality["estimate"]["served_sequences"]
@@ -65,7 +65,7 @@ def test_balanced_formula():
 def test_forced_replicas():
     dep = first(plan("8xa100-sxm4-80gb.yaml", model="deepseek-r1-distill-qwen:7", replicas=3))
     assert dep["launch"]["replica"] == 3 and len(dep["placement"]) == 3
-    with pytest.raises(NothingFits):          # eight copies of a 32B do not fit in 64 GiB of RAM
+    with pytest.raises(NothingFits):  # eight copies of a 32B do not fit in 64 GiB of RAM
         plan("cpu-only-16c-64g.yaml", model="deepseek-r1-distill-qwen:32", replicas=8)
 
 
@@ -79,14 +79,26 @@ def test_headroom_is_left_free():
     inv = load_inventory(HOSTS / "8xh100-sxm.yaml")
     total = inv.hosts[0].gpus[0].memory_total_bytes / GIB
     for headroom, leave in ((10, 10.0), ("25%", 0.25 * total)):
-        dep = first(plan("8xh100-sxm.yaml", model="deepseek-r1-distill-qwen:7", concurrency=64,
-                         objective="throughput", headroom=headroom))
+        dep = first(
+            plan(
+                "8xh100-sxm.yaml",
+                model="deepseek-r1-distill-qwen:7",
+                concurrency=64,
+                objective="throughput",
+                headroom=headroom,
+            )
+        )
         assert dep["launch"]["gpu_memory_utilization"] * total <= total - leave + 1e-6
 
 
 def test_several_models_share_the_gpus():
-    doc = plan("8xh100-sxm.yaml", models=[{"model": "deepseek-r1-distill-qwen:32", "share": 3},
-                                          {"model": "deepseek-r1-distill-llama:8", "share": 1}])
+    doc = plan(
+        "8xh100-sxm.yaml",
+        models=[
+            {"model": "deepseek-r1-distill-qwen:32", "share": 3},
+            {"model": "deepseek-r1-distill-llama:8", "share": 1},
+        ],
+    )
     a, b = doc["deployments"]
     gpus_a = {i for p in a["placement"] for i in p["gpus"]}
     gpus_b = {i for p in b["placement"] for i in p["gpus"]}
@@ -105,8 +117,17 @@ def test_spread_and_pack_over_hosts():
 
 def test_gpu_with_memory_in_use_counts_only_its_free_memory():
     inv = load_inventory(HOSTS / "mixed-4090-3090-t4.yaml")
-    doc = make_plan(inv, request_from_intent({"model": "deepseek-r1-distill-qwen:1.5", "context_length": 4096,
-                                              "concurrency": 64, "objective": "throughput"}))
+    doc = make_plan(
+        inv,
+        request_from_intent(
+            {
+                "model": "deepseek-r1-distill-qwen:1.5",
+                "context_length": 4096,
+                "concurrency": 64,
+                "objective": "throughput",
+            }
+        ),
+    )
     for p in first(doc)["placement"]:
         for idx in p["gpus"]:
             gpu = inv.host(p["host"]).gpu(idx)
@@ -135,10 +156,19 @@ def test_cli_nothing_fits_exit_3(run_cli):
 
 def test_cli_plan_writes_a_valid_document(run_cli, tmp_path):
     out_file = tmp_path / "plan.json"
-    code, out, err = run_cli("plan", "--hardware", HOSTS / "6xt4.yaml", "-m", "deepseek-r1-distill-qwen:7",
-                             "--concurrency", "16", "-o", out_file)
+    code, out, err = run_cli(
+        "plan",
+        "--hardware",
+        HOSTS / "6xt4.yaml",
+        "-m",
+        "deepseek-r1-distill-qwen:7",
+        "--concurrency",
+        "16",
+        "-o",
+        out_file,
+    )
     assert code == 0, err
-    assert "deployment" in out                                   # the summary table
+    assert "deployment" in out  # the summary table
     code, out, err = run_cli("validate", out_file)
     assert code == 0, err
 
@@ -146,8 +176,17 @@ def test_cli_plan_writes_a_valid_document(run_cli, tmp_path):
 def test_cli_intent_file_and_flags_override(run_cli, tmp_path):
     intent = tmp_path / "intent.yaml"
     intent.write_text("model: deepseek-r1-distill-qwen:7\ncontext_length: 4096\nconcurrency: 2\n")
-    code, out, err = run_cli("plan", "--hardware", HOSTS / "8xh100-sxm.yaml", "--intent", intent,
-                             "--context-length", "2048", "--format", "json")
+    code, out, err = run_cli(
+        "plan",
+        "--hardware",
+        HOSTS / "8xh100-sxm.yaml",
+        "--intent",
+        intent,
+        "--context-length",
+        "2048",
+        "--format",
+        "json",
+    )
     assert code == 0, err
     doc = parse_document(out)
     assert first(doc)["launch"]["context_length"] == 2048
@@ -163,9 +202,23 @@ def test_local_weights_on_cpu_llama_cpp_two_replicas(run_cli, tmp_path):
     folder = build_gguf_model_dir(tmp_path / "tiny")
     hw = tmp_path / "cpu.yaml"
     hw.write_text(dump_document(load_inventory(HOSTS / "cpu-only-16c-64g.yaml").to_dict()))
-    code, out, err = run_cli("plan", "--model", "deepseek-r1-distill-qwen", "--model-path", folder,
-                             "--replicas", "2", "--context-length", "512", "--concurrency", "1",
-                             "--hardware", hw, "--format", "json")
+    code, out, err = run_cli(
+        "plan",
+        "--model",
+        "deepseek-r1-distill-qwen",
+        "--model-path",
+        folder,
+        "--replicas",
+        "2",
+        "--context-length",
+        "512",
+        "--concurrency",
+        "1",
+        "--hardware",
+        hw,
+        "--format",
+        "json",
+    )
     assert code == 0, err
     doc = parse_document(out)
     dep = first(doc)
@@ -174,7 +227,7 @@ def test_local_weights_on_cpu_llama_cpp_two_replicas(run_cli, tmp_path):
     assert dep["registration"]["model_family"] == "deepseek-r1-distill-qwen"
     assert dep["launch"]["model_name"] == dep["registration"]["model_name"]
     assert dep["registration"]["model_uri"] == folder.resolve().as_uri()
-    assert dep["arch"]["num_layers"] == 2                      # the estimate used the files' arch
+    assert dep["arch"]["num_layers"] == 2  # the estimate used the files' arch
     assert plan_errors(copy.deepcopy(doc)) == []
 
 
@@ -186,19 +239,23 @@ def test_cli_intent_that_is_not_a_mapping_is_invalid_input(run_cli, tmp_path):
     assert err.startswith("error: ") and "$" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--headroom", "nan"], "headroom"),
-    (["--headroom", "inf"], "headroom"),
-    (["--exclude-gpu", "t4x6:99"], "t4x6:99"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--headroom", "nan"], "headroom"),
+        (["--headroom", "inf"], "headroom"),
+        (["--exclude-gpu", "t4x6:99"], "t4x6:99"),
+    ],
+)
 def test_cli_bad_workload_values_are_one_line_errors(run_cli, args, needle):
     code, out, err = run_cli("plan", "--hardware", HOSTS / "6xt4.yaml", "-m", "deepseek-r1-distill-qwen:7", *args)
     assert code == 1 and out == "" and needle in err and err.count("\n") == 1
 
 
 def test_cli_filters_that_match_no_spec_say_so(run_cli):
-    code, out, err = run_cli("plan", "--hardware", HOSTS / "6xt4.yaml", "-m", "deepseek-r1-distill-qwen:7",
-                             "--quantization", "foo")
+    code, out, err = run_cli(
+        "plan", "--hardware", HOSTS / "6xt4.yaml", "-m", "deepseek-r1-distill-qwen:7", "--quantization", "foo"
+    )
     assert code == 3 and "No catalog spec of the model passes the filters (quantizations foo)" in err
     assert "Tried 0" not in err
 

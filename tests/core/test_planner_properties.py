@@ -29,8 +29,9 @@ def real_gpus() -> list[dict]:
         for host in load_inventory(path).to_dict()["hosts"]:
             for g in host["gpus"]:
                 if g["vendor"] == "nvidia":
-                    seen.setdefault(g["name"], {k: g[k] for k in ("vendor", "name", "memory_total_bytes",
-                                                                   "compute_capability")})
+                    seen.setdefault(
+                        g["name"], {k: g[k] for k in ("vendor", "name", "memory_total_bytes", "compute_capability")}
+                    )
     return [seen[k] for k in sorted(seen)]
 
 
@@ -48,8 +49,14 @@ def inventories(draw):
         for i in range(count):
             used = draw(st.sampled_from([0, 0, 0, 1 << 30, gpu["memory_total_bytes"] // 2]))
             gpus.append({**gpu, "index": i, "memory_used_bytes": used})
-        host = {"name": f"h{h}", "os": "linux", "arch": "x86_64", "cpu_cores": draw(st.sampled_from([8, 32])),
-                "memory_total_bytes": draw(st.sampled_from([32, 128, 512])) << 30, "gpus": gpus}
+        host = {
+            "name": f"h{h}",
+            "os": "linux",
+            "arch": "x86_64",
+            "cpu_cores": draw(st.sampled_from([8, 32])),
+            "memory_total_bytes": draw(st.sampled_from([32, 128, 512])) << 30,
+            "gpus": gpus,
+        }
         if n_hosts > 1 or draw(st.booleans()):
             host["worker_address"] = f"10.0.0.{h + 1}:30001"
         if count > 1 and draw(st.booleans()):
@@ -59,18 +66,27 @@ def inventories(draw):
     return Inventory.from_dict({"version": 1, "hosts": hosts})
 
 
-MODELS = ["deepseek-r1-distill-qwen", "deepseek-r1-distill-qwen:1.5", "deepseek-r1-distill-qwen:7",
-          "deepseek-r1-distill-qwen:14", "deepseek-r1-distill-qwen:32", "deepseek-r1-distill-llama:8",
-          "deepseek-r1-distill-llama:70", "deepseek-r1:671"]
+MODELS = [
+    "deepseek-r1-distill-qwen",
+    "deepseek-r1-distill-qwen:1.5",
+    "deepseek-r1-distill-qwen:7",
+    "deepseek-r1-distill-qwen:14",
+    "deepseek-r1-distill-qwen:32",
+    "deepseek-r1-distill-llama:8",
+    "deepseek-r1-distill-llama:70",
+    "deepseek-r1:671",
+]
 
 
 @st.composite
 def workloads(draw):
-    doc = {"model": draw(st.sampled_from(MODELS)),
-           "context_length": draw(st.sampled_from([512, 4096, 8192, 32768])),
-           "concurrency": draw(st.sampled_from([1, 2, 4, 16, 64])),
-           "objective": draw(st.sampled_from(["quality", "throughput", "latency", "balanced"])),
-           "strategy": draw(st.sampled_from(["spread", "pack"]))}
+    doc = {
+        "model": draw(st.sampled_from(MODELS)),
+        "context_length": draw(st.sampled_from([512, 4096, 8192, 32768])),
+        "concurrency": draw(st.sampled_from([1, 2, 4, 16, 64])),
+        "objective": draw(st.sampled_from(["quality", "throughput", "latency", "balanced"])),
+        "strategy": draw(st.sampled_from(["spread", "pack"])),
+    }
     if draw(st.booleans()):
         doc["replicas"] = draw(st.integers(1, 3))
     if draw(st.booleans()):

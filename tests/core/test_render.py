@@ -27,10 +27,12 @@ def render(doc, fmt, folder=None):
 
 
 HOSTS = EXAMPLES / "hosts"
-CASES = [("6xt4.yaml", "deepseek-r1-distill-qwen:7", 16),          # gpu_idx + replica, dtype
-         ("2x8xa100-cluster.yaml", "deepseek-r1-distill-qwen:32", 4),  # replica_config
-         ("cpu-only-16c-64g.yaml", "deepseek-r1-distill-qwen:1.5", 2),  # n_gpu None, llama.cpp
-         ("mac-studio-m2-ultra-192gb.yaml", "deepseek-r1-distill-qwen:7", 1)]
+CASES = [
+    ("6xt4.yaml", "deepseek-r1-distill-qwen:7", 16),  # gpu_idx + replica, dtype
+    ("2x8xa100-cluster.yaml", "deepseek-r1-distill-qwen:32", 4),  # replica_config
+    ("cpu-only-16c-64g.yaml", "deepseek-r1-distill-qwen:1.5", 2),  # n_gpu None, llama.cpp
+    ("mac-studio-m2-ultra-192gb.yaml", "deepseek-r1-distill-qwen:7", 1),
+]
 
 
 @lru_cache(maxsize=None)
@@ -51,8 +53,11 @@ def _launch_commands(script: str) -> list[list[str]]:
         if line.startswith("xinference launch"):
             args = shlex.split(line)[2:]
             # drop the endpoint and the auth expansion: they are shell, not plan
-            args = [a for a in args if a not in ("-e", "$ENDPOINT", '${AUTH[@]+"${AUTH[@]}"}')
-                    and not a.startswith("${AUTH")]
+            args = [
+                a
+                for a in args
+                if a not in ("-e", "$ENDPOINT", '${AUTH[@]+"${AUTH[@]}"}') and not a.startswith("${AUTH")
+            ]
             out.append(args)
     return out
 
@@ -70,9 +75,15 @@ def _cli_kwargs(args: list[str]) -> dict:
         flag = ctx.args[i]
         assert flag.startswith("--") and flag not in declared
         extra[flag[2:]] = handle_click_args_type(ctx.args[i + 1])
-    out = {"model_name": p["model_name"], "model_type": p["model_type"], "model_engine": p["model_engine"],
-           "model_uid": p["model_uid"], "model_format": p["model_format"], "quantization": p["quantization"],
-           "replica": p["replica"]}
+    out = {
+        "model_name": p["model_name"],
+        "model_type": p["model_type"],
+        "model_engine": p["model_engine"],
+        "model_uid": p["model_uid"],
+        "model_format": p["model_format"],
+        "quantization": p["quantization"],
+        "replica": p["replica"],
+    }
     size = p["size_in_billions"]
     out["model_size_in_billions"] = size if "_" in size or "." in size else int(size)
     if p["context_length"] is not None:
@@ -117,13 +128,13 @@ def test_python_script_binds_to_the_client(case, tmp_path):
 
     doc = plans()[case]
     script = render(doc, "python")
-    tree = ast.parse(script)                      # valid Python
+    tree = ast.parse(script)  # valid Python
     assigns = {n.targets[0].id: n.value for n in tree.body if isinstance(n, ast.Assign)}
     launches = json.loads(ast.literal_eval(assigns["LAUNCHES"].args[0]))
     assert launches == [dep["launch"] for dep in doc["deployments"]]
     sig = inspect.signature(RESTfulClient.launch_model)
     for launch in launches:
-        sig.bind(None, **launch)                  # every keyword is accepted
+        sig.bind(None, **launch)  # every keyword is accepted
 
 
 def test_rest_payloads_match_the_client_payload_keys():
@@ -141,6 +152,7 @@ def test_rest_payloads_match_the_client_payload_keys():
 
 def test_registration_renders_the_custom_model_json(tmp_path):
     import sys
+
     sys.path.insert(0, str(EXAMPLES.parent))
     from integration.tiny_model import build_gguf_model_dir
 
@@ -148,13 +160,21 @@ def test_registration_renders_the_custom_model_json(tmp_path):
 
     folder = build_gguf_model_dir(tmp_path / "tiny")
     inv = load_inventory(HOSTS / "cpu-only-16c-64g.yaml")
-    req = request_from_intent({"model": "deepseek-r1-distill-qwen", "model_path": str(folder),
-                               "replicas": 2, "context_length": 512, "concurrency": 1})
+    req = request_from_intent(
+        {
+            "model": "deepseek-r1-distill-qwen",
+            "model_path": str(folder),
+            "replicas": 2,
+            "context_length": 512,
+            "concurrency": 1,
+        }
+    )
     doc = make_plan(inv, req, local_models={str(folder): detect(folder)})
     script = render(doc, "shell")
     assert "xinference register" in script and "--model-type LLM" in script
     reg = json.loads(script.split("<<'XINF_PLAN_JSON'\n")[1].split("\nXINF_PLAN_JSON")[0])
     from xinference.model.llm.llm_family import CustomLLMFamilyV2
+
     family = CustomLLMFamilyV2.parse_raw(json.dumps(reg))
     assert family.model_family == "deepseek-r1-distill-qwen"
     assert family.model_name == doc["deployments"][0]["launch"]["model_name"]

@@ -63,8 +63,12 @@ def test_two_replicas_that_do_not_fit_twice_per_gpu_terminate_then_launch_per_gp
     old = [rep("r1-old", 0, [0], 72.0), rep("r1-old", 1, [1], 72.0)]
     new = [rep("r1-new", 0, [0], 72.0), rep("r1-new", 1, [1], 72.0)]
     steps = plan_steps(old, new, cap(2, H100))
-    assert actions(steps) == [(TERMINATE, "r1-old", 0), (LAUNCH, "r1-new", 0),
-                              (TERMINATE, "r1-old", 1), (LAUNCH, "r1-new", 1)]
+    assert actions(steps) == [
+        (TERMINATE, "r1-old", 0),
+        (LAUNCH, "r1-new", 0),
+        (TERMINATE, "r1-old", 1),
+        (LAUNCH, "r1-new", 1),
+    ]
     assert check_ledger(steps, old, cap(2, H100)) == 1  # one replica answers throughout
     assert "H100" not in steps[0].reason and "h1 GPU 0 would hold 144.0 of 80.0 GiB" in steps[0].reason
 
@@ -82,7 +86,7 @@ def test_replicas_that_fit_side_by_side_launch_then_terminate():
 def test_memory_check_counts_what_other_deployments_hold():
     old = [rep("a", 0, [0], 32.0), rep("a", 1, [1], 32.0)]
     new = [rep("b", 0, [0], 32.0), rep("b", 1, [1], 32.0)]
-    base = {("h1", 0): 20.0, ("h1", 1): 20.0}   # another model's 20 GiB on each GPU
+    base = {("h1", 0): 20.0, ("h1", 1): 20.0}  # another model's 20 GiB on each GPU
     steps = plan_steps(old, new, cap(2, H100), base=base)
     assert [a for a, _, _ in actions(steps)] == [TERMINATE, LAUNCH, TERMINATE, LAUNCH]
     check_ledger(steps, old, cap(2, H100), base)
@@ -138,21 +142,37 @@ def test_a_replica_that_does_not_fit_an_empty_gpu_is_refused_before_starting():
 def test_cpu_replicas_are_checked_against_host_ram():
     old = [Replica("a", i, (("h1", RAM),), 6.0) for i in range(2)]
     new = [Replica("b", i, (("h1", RAM),), 6.0) for i in range(2)]
-    capacity = {("h1", RAM): 16.0}   # 12 GiB held; a third 6 GiB replica does not fit
+    capacity = {("h1", RAM): 16.0}  # 12 GiB held; a third 6 GiB replica does not fit
     steps = plan_steps(old, new, capacity)
     assert [a for a, _, _ in actions(steps)] == [TERMINATE, LAUNCH, TERMINATE, LAUNCH]
     assert check_ledger(steps, old, capacity) == 1
 
 
 def test_capacities_and_replicas_come_from_the_plan_document():
-    plan = {"inventory": {"document": {"hosts": [
-        {"name": "gpu1", "memory_total_bytes": 64 * 1024 ** 3,
-         "gpus": [{"index": 0, "memory_total_bytes": 85520809984}, {"index": 1, "memory_total_bytes": 85520809984}]}]}}}
+    plan = {
+        "inventory": {
+            "document": {
+                "hosts": [
+                    {
+                        "name": "gpu1",
+                        "memory_total_bytes": 64 * 1024**3,
+                        "gpus": [
+                            {"index": 0, "memory_total_bytes": 85520809984},
+                            {"index": 1, "memory_total_bytes": 85520809984},
+                        ],
+                    }
+                ]
+            }
+        }
+    }
     capacity = capacities(plan)
     assert capacity[("gpu1", RAM)] == 64.0
-    assert capacity[("gpu1", 1)] == pytest.approx(85520809984 / 1024 ** 3)
-    dep = {"launch": {"model_uid": "m"}, "placement": [{"host": "gpu1", "gpus": [0, 1]}],
-           "estimate": {"per_gpu_gib": {"total": 71.7}, "host_gib": 3.0}}
+    assert capacity[("gpu1", 1)] == pytest.approx(85520809984 / 1024**3)
+    dep = {
+        "launch": {"model_uid": "m"},
+        "placement": [{"host": "gpu1", "gpus": [0, 1]}],
+        "estimate": {"per_gpu_gib": {"total": 71.7}, "host_gib": 3.0},
+    }
     (r,) = replicas_of(dep, indices=[4])
     assert r.devices == (("gpu1", 0), ("gpu1", 1)) and r.gib == 71.7 and r.index == 4
     assert r.label() == "m-rep4" and r.where() == "gpu1:0,1"
@@ -170,8 +190,9 @@ def test_a_sharded_deployment_has_no_rolling_path_even_with_downtime():
     (dep,) = plan["deployments"]
     assert dep["launch"]["n_worker"] > 1
     new = {**dep, "launch": {**dep["launch"], "context_length": 2 * dep["launch"]["context_length"]}}
-    change = Change(dep["name"], "replace", dep["launch"]["model_uid"], dep["launch"]["model_uid"],
-                    ["context_length"], 1, 1)
+    change = Change(
+        dep["name"], "replace", dep["launch"]["model_uid"], dep["launch"]["model_uid"], ["context_length"], 1, 1
+    )
     for downtime in (False, True):
         with pytest.raises(NeedsDowntime, match="sharded over 2 workers.*destroy"):
             rollout_steps(change, new, dep, [0], capacities(plan), {}, allow_downtime=downtime)

@@ -16,8 +16,13 @@ from xinf_planner.shell.documents import load_inventory
 
 HOSTS = EXAMPLES / "hosts"
 INVENTORIES = sorted(p.name for p in HOSTS.glob("*.yaml"))
-MODELS = ["deepseek-r1-distill-qwen:1.5", "deepseek-r1-distill-qwen:7", "deepseek-r1-distill-qwen:32",
-          "deepseek-r1-distill-llama:70", "deepseek-r1:671"]
+MODELS = [
+    "deepseek-r1-distill-qwen:1.5",
+    "deepseek-r1-distill-qwen:7",
+    "deepseek-r1-distill-qwen:32",
+    "deepseek-r1-distill-llama:70",
+    "deepseek-r1:671",
+]
 
 
 @lru_cache(maxsize=None)
@@ -42,8 +47,8 @@ def test_every_example_plans_or_explains(inventory, model):
     doc, why = outcome(inventory, model)
     if doc is None:
         assert "nothing fits" in why and "Tried" in why
-        assert "fits is" in why or "No size of" in why          # the largest that fits
-        assert "needs about" in why                             # the hardware it would need
+        assert "fits is" in why or "No size of" in why  # the largest that fits
+        assert "needs about" in why  # the hardware it would need
         return
     assert plan_errors(doc) == []
     inv = load_inventory(HOSTS / inventory)
@@ -52,14 +57,14 @@ def test_every_example_plans_or_explains(inventory, model):
         assert launch["context_length"] == 8192
         assert launch["reasoning_content"] is True
         widths = {len(p["gpus"]) for p in dep["placement"]}
-        assert widths <= {0, 1, 2, 4, 8, 16}                    # never TP 3, 5, 6 or 7
+        assert widths <= {0, 1, 2, 4, 8, 16}  # never TP 3, 5, 6 or 7
         engine = engines.canonical(launch["model_engine"])
         for place in dep["placement"]:
             host = inv.host(place["host"])
             for idx in place["gpus"]:
                 gpu = host.gpu(idx)
                 key = {"vllm": "gpu_memory_utilization", "sglang": "mem_fraction_static"}.get(engine)
-                if key:                                         # a reservation never exceeds what is free
+                if key:  # a reservation never exceeds what is free
                     assert launch[key] * gpu.memory_total_bytes <= gpu.memory_free_bytes
                 assert dep["estimate"]["per_gpu_gib"]["total"] * GIB <= gpu.memory_free_bytes
 
@@ -68,7 +73,7 @@ def test_six_t4_three_replicas_of_tp2_in_float16():
     dep = deployment("6xt4.yaml", "deepseek-r1-distill-qwen:7", concurrency=16)
     assert dep["launch"]["replica"] == 3
     assert [len(p["gpus"]) for p in dep["placement"]] == [2, 2, 2]
-    assert dep["launch"]["dtype"] == "float16"                  # T4 is CC 7.5: no bf16
+    assert dep["launch"]["dtype"] == "float16"  # T4 is CC 7.5: no bf16
     assert dep["launch"]["model_engine"] == "vLLM"
 
 
@@ -94,8 +99,7 @@ def test_eight_h100_cannot_hold_r1_fp8_weights():
     if doc is not None:
         launch = doc["deployments"][0]["launch"]
         assert launch["model_format"] != "pytorch"
-        assert any(r["candidate"].startswith("deepseek-r1:671 pytorch/none on vllm TP8")
-                   for r in doc["rejected"])
+        assert any(r["candidate"].startswith("deepseek-r1:671 pytorch/none on vllm TP8") for r in doc["rejected"])
 
 
 def test_cpu_only_serves_gguf_with_llama_cpp():
@@ -111,7 +115,7 @@ def test_cpu_only_advises_the_small_distill_when_too_slow():
     dep = deployment("cpu-only-16c-64g.yaml", "deepseek-r1-distill-qwen:32")
     assert dep["estimate"]["decode_tokens_per_s"]["per_sequence"] < 10
     assert any("1_5" in r and "Slow" in r for r in dep["reasons"])
-    small = deployment("cpu-only-16c-64g.yaml", "deepseek-r1-distill-qwen")   # family: planner picks
+    small = deployment("cpu-only-16c-64g.yaml", "deepseek-r1-distill-qwen")  # family: planner picks
     assert small["model"] == "deepseek-r1-distill-qwen:1_5"
 
 
@@ -151,8 +155,7 @@ def test_largest_model_this_machine_can_serve():
 def test_balanced_prefers_continuous_batching_on_nvidia_servers():
     """R1 on one 8×H100 box: the FP8 checkpoint does not fit, and among what fits a serving engine
     (vLLM AWQ at TP 8) beats single-slot llama.cpp even at the default concurrency."""
-    doc = make_plan(load_inventory(HOSTS / "8xh100-sxm.yaml"),
-                    request_from_intent({"model": "deepseek-r1"}))
+    doc = make_plan(load_inventory(HOSTS / "8xh100-sxm.yaml"), request_from_intent({"model": "deepseek-r1"}))
     (dep,) = doc["deployments"]
     assert dep["launch"]["model_engine"].lower() in ("vllm", "sglang")
     assert dep["launch"]["model_format"] != "ggufv2"

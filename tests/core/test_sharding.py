@@ -32,8 +32,9 @@ def rtx4090_nodes(n: int, gpus: int = 8) -> Inventory:
         h = copy.deepcopy(src)
         h.update(name=f"node-{i + 1}", worker_address=f"10.0.2.{11 + i}:30001")
         h.pop("topology", None)
-        h["gpus"] = [{**copy.deepcopy(src["gpus"][0]), "index": k, "uuid": f"GPU-{i}-{k}", "numa_node": 0}
-                     for k in range(gpus)]
+        h["gpus"] = [
+            {**copy.deepcopy(src["gpus"][0]), "index": k, "uuid": f"GPU-{i}-{k}", "numa_node": 0} for k in range(gpus)
+        ]
         hosts.append(h)
     return Inventory.from_dict({"version": 1, "hosts": hosts})
 
@@ -72,22 +73,29 @@ def test_fast_interconnect_takes_tp_across_every_gpu():
 
 
 def test_a_model_that_fits_one_host_is_not_sharded():
-    doc = plan(h100_pair(), model="deepseek-r1-distill-llama:70", formats=["pytorch"], engines=["vllm"],
-               context_length=8192, concurrency=4)
+    doc = plan(
+        h100_pair(),
+        model="deepseek-r1-distill-llama:70",
+        formats=["pytorch"],
+        engines=["vllm"],
+        context_length=8192,
+        concurrency=4,
+    )
     dep = doc["deployments"][0]
     assert "n_worker" not in dep["launch"] and all("host" in p for p in dep["placement"])
-    assert dep["launch"]["replica"] == 2          # spread: one replica per node
+    assert dep["launch"]["replica"] == 2  # spread: one replica per node
 
 
 def test_llama_70b_bf16_on_two_nodes_of_8x24gb():
     inv = rtx4090_nodes(2)
     one = rtx4090_nodes(1)
-    intent = dict(model="deepseek-r1-distill-llama:70", formats=["pytorch"], engines=["vllm"],
-                  context_length=16384, concurrency=8)
+    intent = dict(
+        model="deepseek-r1-distill-llama:70", formats=["pytorch"], engines=["vllm"], context_length=16384, concurrency=8
+    )
     from xinf_planner.errors import NothingFits
 
     with pytest.raises(NothingFits):
-        plan(one, **intent)       # one node of 8x 24 GB: 70B in bf16 leaves too little room for the KV cache
+        plan(one, **intent)  # one node of 8x 24 GB: 70B in bf16 leaves too little room for the KV cache
     doc = plan(inv, **intent)
     launch = doc["deployments"][0]["launch"]
     assert launch["n_worker"] == 2
@@ -102,20 +110,25 @@ def _broken(mutate) -> list[str]:
 
 
 def test_validate_catches_wrong_multi_host_placements():
-    assert any("not in the embedded inventory" in e
-               for e in _broken(lambda d: d["placement"][0]["hosts"].__setitem__(1, "ghost")))
+    assert any(
+        "not in the embedded inventory" in e
+        for e in _broken(lambda d: d["placement"][0]["hosts"].__setitem__(1, "ghost"))
+    )
     assert any("n_gpu" in e for e in _broken(lambda d: d["launch"].__setitem__("n_gpu", 4)))
     assert any("n_worker" in e for e in _broken(lambda d: d["launch"].__setitem__("n_worker", 3)))
     assert any("worker_ip" in e for e in _broken(lambda d: d["launch"].__setitem__("worker_ip", "10.0.1.11:30001")))
-    assert any("tensor_parallel_size" in e
-               for e in _broken(lambda d: d["launch"].__setitem__("tensor_parallel_size", 4)))
+    assert any(
+        "tensor_parallel_size" in e for e in _broken(lambda d: d["launch"].__setitem__("tensor_parallel_size", 4))
+    )
 
     def with_replica_config(d):
         d["launch"]["replica_config"] = [{"devices": [{"worker_ip": "10.0.1.11:30001"}]}]
+
     assert any("n_worker" in e and "replica_config" in e for e in _broken(with_replica_config))
 
     def gpu_missing(d):
         d["placement"][0]["gpus"] = d["launch"]["gpu_idx"] = list(range(1, 9))
+
     assert any("has no GPU 8" in e for e in _broken(gpu_missing))
 
 
@@ -123,7 +136,7 @@ def test_validate_refuses_hosts_of_different_gpu_counts():
     inv = h100_pair()
     doc = plan(inv, **R1_FP8)
     hosts = doc["inventory"]["document"]["hosts"]
-    hosts[1]["gpus"] = hosts[1]["gpus"][:4]           # the second node has only 4 GPUs
+    hosts[1]["gpus"] = hosts[1]["gpus"][:4]  # the second node has only 4 GPUs
     hosts[1].pop("topology", None)
     from xinf_planner.core.inventory import fingerprint
 
@@ -163,7 +176,14 @@ def test_the_committed_cluster_example_is_what_the_planner_writes(tmp_path, monk
 
     monkeypatch.chdir(ROOT)
     out = tmp_path / "plan.yaml"
-    code, _, err = run_cli("plan", "--hardware", "examples/cluster/2x8xh100.yaml",
-                           "--intent", "examples/cluster/intent-r1-fp8.yaml", "-o", out)
+    code, _, err = run_cli(
+        "plan",
+        "--hardware",
+        "examples/cluster/2x8xh100.yaml",
+        "--intent",
+        "examples/cluster/intent-r1-fp8.yaml",
+        "-o",
+        out,
+    )
     assert code == 0, err
     assert out.read_text() == (ROOT / "examples" / "cluster" / "plan-r1-fp8.yaml").read_text()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -26,7 +25,9 @@ from xinf_planner.core.memory.types import EstimateInput
 from xinf_planner.core.memory.weights import total_bytes
 from xinf_planner.core.serving.decode import decode_speed, memory_kind
 
-_spec = importlib.util.spec_from_file_location("decode_speed_accuracy", ROOT / "benchmarks" / "decode_speed_accuracy.py")
+_spec = importlib.util.spec_from_file_location(
+    "decode_speed_accuracy", ROOT / "benchmarks" / "decode_speed_accuracy.py"
+)
 accuracy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(accuracy)
 
@@ -48,7 +49,7 @@ def test_measurement_rows_are_documented():
         assert r["measured"] > 0 and len(r["source"]) > 20, r["id"]
         assert r["model_as"] in ("llama.cpp", "vllm", "sglang", "mlx"), r["id"]
         assert r.get("gpu") or r.get("device") or r.get("cpu_bandwidth_gbps"), r["id"]
-        if r.get("older_build"):   # a later build ran the same model and quantisation faster
+        if r.get("older_build"):  # a later build ran the same model and quantisation faster
             later = next(x for x in rows if x["id"] == r["older_build"])
             assert (later["model"], later["quantization"]) == (r["model"], r["quantization"])
             assert later["measured"] > r["measured"]
@@ -89,8 +90,14 @@ def test_r1_batch1_is_not_the_bandwidth_bound():
     R1 on 8 x H100 is 62 tok/s (tt-inference-server #356); H200 has 4800/3350 of H100's bandwidth,
     so even a purely bandwidth-bound step could not exceed 62 x 1.43 ~ 89 tok/s."""
     rows, _ = accuracy.load_rows()
-    h100 = max(r["measured"] for r in rows if r["model"] == "deepseek-r1:671" and r["batch"] == 1
-               and r.get("gpu") == "NVIDIA H100 80GB HBM3" and r["tp"] == 8)
+    h100 = max(
+        r["measured"]
+        for r in rows
+        if r["model"] == "deepseek-r1:671"
+        and r["batch"] == 1
+        and r.get("gpu") == "NVIDIA H100 80GB HBM3"
+        and r["tp"] == 8
+    )
     h200 = lookup_gpu("H200")
     inp = _inp(get_model("deepseek-r1:671"), "vllm", "H200", tp=8, context_length=4096)
     per_seq = estimate(inp).decode_tokens_per_s["per_sequence"]
@@ -99,13 +106,21 @@ def test_r1_batch1_is_not_the_bandwidth_bound():
 
 # --- invariants ----------------------------------------------------------------------------
 
+
 def _inp(model, engine, gpu, **kw):
     info = lookup_gpu(gpu)
     fmt = kw.pop("model_format", "ggufv2" if engine == "llama.cpp" else "pytorch")
     quant = kw.pop("quantization", "Q4_K_M" if engine == "llama.cpp" else "none")
-    return EstimateInput(model=model, engine=engine, model_format=fmt, quantization=quant,
-                         gpu_total_gib=info.usable_total_gib * 4, gpu_bandwidth_gbps=info.bandwidth_gbps,
-                         gpu_tflops=info.tflops, **kw)
+    return EstimateInput(
+        model=model,
+        engine=engine,
+        model_format=fmt,
+        quantization=quant,
+        gpu_total_gib=info.usable_total_gib * 4,
+        gpu_bandwidth_gbps=info.bandwidth_gbps,
+        gpu_tflops=info.tflops,
+        **kw,
+    )
 
 
 def _per_seq(inp):
@@ -116,8 +131,9 @@ QWEN7, QWEN14, QWEN32 = (get_model(f"deepseek-r1-distill-qwen:{s}") for s in (7,
 
 
 @pytest.mark.parametrize("engine", ["vllm", "llama.cpp"])
-@pytest.mark.parametrize("slow,fast", [("A100 80GB SXM", "H100"), ("H100", "H200"), ("RTX 3090", "RTX 4090"),
-                                       ("L4", "A10")])
+@pytest.mark.parametrize(
+    "slow,fast", [("A100 80GB SXM", "H100"), ("H100", "H200"), ("RTX 3090", "RTX 4090"), ("L4", "A10")]
+)
 def test_faster_gpu_decodes_faster(engine, slow, fast):
     assert _per_seq(_inp(QWEN14, engine, fast)) > _per_seq(_inp(QWEN14, engine, slow))
 
@@ -140,7 +156,7 @@ def test_quantised_decodes_faster():
 def test_longer_context_is_not_faster(engine):
     speeds = [_per_seq(_inp(QWEN14, engine, "H100", context_length=c)) for c in (1024, 8192, 32768)]
     assert speeds[0] >= speeds[1] >= speeds[2]
-    assert speeds[0] > speeds[2]          # the KV read is real
+    assert speeds[0] > speeds[2]  # the KV read is real
 
 
 @pytest.mark.parametrize("model", ["deepseek-r1-distill-qwen:14", "deepseek-r1:671"])
@@ -167,22 +183,39 @@ def test_tp_between_hosts_is_slower_than_nvlink():
 def test_memory_kind_from_table_bandwidth():
     assert memory_kind(_inp(QWEN7, "vllm", "H100")) == "hbm"
     assert memory_kind(_inp(QWEN7, "vllm", "RTX 4090")) == "gddr"
-    assert memory_kind(EstimateInput(model=QWEN7, engine="llama.cpp", model_format="ggufv2",
-                                     quantization="Q4_K_M", cpu_bandwidth_gbps=100)) == "cpu"
+    assert (
+        memory_kind(
+            EstimateInput(
+                model=QWEN7, engine="llama.cpp", model_format="ggufv2", quantization="Q4_K_M", cpu_bandwidth_gbps=100
+            )
+        )
+        == "cpu"
+    )
 
 
 def test_cpu_decode_scales_with_memory_bandwidth():
     def cpu(bw):
-        return _per_seq(EstimateInput(model=QWEN7, engine="llama.cpp", model_format="ggufv2",
-                                      quantization="Q4_K_M", cpu_bandwidth_gbps=bw, host_memory_gib=64))
-    assert cpu(100) == pytest.approx(2 * cpu(50), rel=1e-6)   # no fixed term on CPU: bandwidth-bound
+        return _per_seq(
+            EstimateInput(
+                model=QWEN7,
+                engine="llama.cpp",
+                model_format="ggufv2",
+                quantization="Q4_K_M",
+                cpu_bandwidth_gbps=bw,
+                host_memory_gib=64,
+            )
+        )
+
+    assert cpu(100) == pytest.approx(2 * cpu(50), rel=1e-6)  # no fixed term on CPU: bandwidth-bound
 
 
 @settings(max_examples=25, deadline=None)
-@given(model=st.sampled_from([m.ref for m in all_models() if not m.is_moe]),
-       gpu=st.sampled_from(["T4", "A10", "L40S", "A100 80GB SXM", "H100", "H200", "RTX 4090"]),
-       engine=st.sampled_from(["vllm", "sglang", "llama.cpp"]),
-       ctx=st.sampled_from([512, 4096, 16384]))
+@given(
+    model=st.sampled_from([m.ref for m in all_models() if not m.is_moe]),
+    gpu=st.sampled_from(["T4", "A10", "L40S", "A100 80GB SXM", "H100", "H200", "RTX 4090"]),
+    engine=st.sampled_from(["vllm", "sglang", "llama.cpp"]),
+    ctx=st.sampled_from([512, 4096, 16384]),
+)
 def test_speed_positive_and_below_the_bandwidth_bound(model, gpu, engine, ctx):
     m = get_model(model)
     inp = _inp(m, engine, gpu, context_length=ctx)

@@ -22,16 +22,21 @@ from xinf_planner.core.sizes import size_in_billions
 from xinf_planner.shell.local_weights import detect
 
 FAMILY = "deepseek-r1-distill-qwen"
-GIB = 1024 ** 3
+GIB = 1024**3
 # what the planner records of local weights with a registration (planner.py, _deployment)
-ARCH_KEYS = ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size",
-             "params")
+ARCH_KEYS = ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size", "params")
 
 
 def cpu_host(name: str = "localhost", ram_gib: float = 16.0, worker_address: str | None = None) -> dict:
     """An inventory host without GPUs (the 2-core test VM; RAM is what CPU replicas count on)."""
-    host = {"name": name, "os": "linux", "arch": "x86_64", "cpu_cores": 2,
-            "memory_total_bytes": int(ram_gib * GIB), "gpus": []}
+    host = {
+        "name": name,
+        "os": "linux",
+        "arch": "x86_64",
+        "cpu_cores": 2,
+        "memory_total_bytes": int(ram_gib * GIB),
+        "gpus": [],
+    }
     if worker_address:
         host["worker_address"] = worker_address
     return host
@@ -44,8 +49,15 @@ def with_hosts(plan: dict, hosts: list[dict]) -> dict:
     return plan
 
 
-def tiny_plan(model_dir, *, uid: str = "tiny-r1-a", model_name: str = "tiny-r1", replicas: int = 2,
-              context_length: int = 512, model_uri: str | None = None) -> dict:
+def tiny_plan(
+    model_dir,
+    *,
+    uid: str = "tiny-r1-a",
+    model_name: str = "tiny-r1",
+    replicas: int = 2,
+    context_length: int = 512,
+    model_uri: str | None = None,
+) -> dict:
     model = detect(model_dir)
     reg = registration_for(model, model_name, FAMILY, context_length=2048)
     if model_uri is not None:
@@ -68,23 +80,30 @@ def tiny_plan(model_dir, *, uid: str = "tiny-r1-a", model_name: str = "tiny-r1",
         "version": 1,
         "generated_by": "tests/integration/plans.py",
         "inventory": {},
-        "request": {"model": f"{FAMILY}", "model_path": str(model_dir), "replicas": replicas,
-                    "context_length": context_length, "concurrency": 1},
-        "deployments": [{
-            "name": uid,
-            "model": f"{FAMILY}:{size}",
-            "launch": launch,
-            "placement": [{"host": "localhost", "gpus": []} for _ in range(replicas)],
-            "estimate": {
-                "per_gpu_gib": {"weights": 0.0, "kv_cache": 0.0, "activation": 0.0, "overhead": 0.0,
-                                "total": 0.0},
-                "kv_cache_tokens": context_length, "max_concurrent_sequences": 1.0,
-                "decode_tokens_per_s": {"per_sequence": 0.0, "aggregate": 0.0},
-            },
-            "reasons": ["CPU host: llama.cpp serves GGUF without a GPU"],
-            "registration": reg,
-            "arch": {k: getattr(model, k) for k in ARCH_KEYS},
-        }],
+        "request": {
+            "model": f"{FAMILY}",
+            "model_path": str(model_dir),
+            "replicas": replicas,
+            "context_length": context_length,
+            "concurrency": 1,
+        },
+        "deployments": [
+            {
+                "name": uid,
+                "model": f"{FAMILY}:{size}",
+                "launch": launch,
+                "placement": [{"host": "localhost", "gpus": []} for _ in range(replicas)],
+                "estimate": {
+                    "per_gpu_gib": {"weights": 0.0, "kv_cache": 0.0, "activation": 0.0, "overhead": 0.0, "total": 0.0},
+                    "kv_cache_tokens": context_length,
+                    "max_concurrent_sequences": 1.0,
+                    "decode_tokens_per_s": {"per_sequence": 0.0, "aggregate": 0.0},
+                },
+                "reasons": ["CPU host: llama.cpp serves GGUF without a GPU"],
+                "registration": reg,
+                "arch": {k: getattr(model, k) for k in ARCH_KEYS},
+            }
+        ],
         "rejected": [],
     }
     with_hosts(plan, [cpu_host()])

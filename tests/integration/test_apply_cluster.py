@@ -38,8 +38,9 @@ def test_replicas_pinned_to_each_worker(run_cli, xinf_cluster, tiny_model_dir, t
         code, out, err = run_cli("status", plan_path, *auth, "--format", "json")
         assert code == 0, out + err
         report = json.loads(out)
-        assert [(r["status"], r["worker"]) for r in report["replicas"]] == \
-            [("READY", w) for w in xinf_cluster.worker_ips]
+        assert [(r["status"], r["worker"]) for r in report["replicas"]] == [
+            ("READY", w) for w in xinf_cluster.worker_ips
+        ]
     finally:
         code, out, err = run_cli("destroy", plan_path, *auth, "--yes")
     assert code == 0, out + err

@@ -36,8 +36,12 @@ def _bystander(server, tiny_model_dir, launch: bool = True) -> None:
     from xinf_planner.core.registration import registration_spec
 
     doc = registration_spec(spec["registration"], spec["launch"]["model_size_in_billions"])
-    r = requests.post(f"{server.url}/v1/model_registrations/LLM", headers=headers, timeout=60,
-                      json={"model": json.dumps(doc), "persist": False})
+    r = requests.post(
+        f"{server.url}/v1/model_registrations/LLM",
+        headers=headers,
+        timeout=60,
+        json={"model": json.dumps(doc), "persist": False},
+    )
     assert r.status_code == 200, r.text
     if not launch:
         return
@@ -50,10 +54,15 @@ def _spawn_apply(plan_path, server, *extra) -> subprocess.Popen:
     env = dict(os.environ, XINFERENCE_PASSWORD=server.password)
     # SIGINT as on a terminal: a test run started in the background (`cmd &`, some CI runners)
     # hands its children SIGINT ignored, and Python then installs no KeyboardInterrupt handler
-    return subprocess.Popen([XINF_PLAN, "apply", str(plan_path), *_auth(server), *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [XINF_PLAN, "apply", str(plan_path), *_auth(server), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _wait_for(pred, timeout=60.0, what="condition"):
@@ -71,8 +80,10 @@ def _apply_interrupted(plan_path, server, interrupt) -> tuple[int, str, str]:
     state_file = Path(plan_path).parent / ".xinf-plan" / "state.json"
     proc = _spawn_apply(plan_path, server)
     try:
-        _wait_for(lambda: state_file.exists() and json.loads(state_file.read_text())["deployments"],
-                  what="apply to record its launch")
+        _wait_for(
+            lambda: state_file.exists() and json.loads(state_file.read_text())["deployments"],
+            what="apply to record its launch",
+        )
         interrupt(proc)
         out, err = proc.communicate(timeout=180)
     finally:
@@ -93,7 +104,7 @@ def test_failed_launch_rolls_back_only_what_apply_started(run_cli, server, tiny_
     code, out, err = run_cli("apply", plan_path, *_auth(server), "--no-smoke-test")
     assert code == 7, out + err
     assert "launch bad failed" in err or "wait for bad failed" in err
-    assert "no-such-dir" in err                      # the server's own message is shown
+    assert "no-such-dir" in err  # the server's own message is shown
     assert "rolled back: bad already gone, terminated good, unregistered tiny-r1" in err
     # what ran before is untouched; what apply started is gone
     assert set(server.running_models()) == {"bystander"}
@@ -184,8 +195,9 @@ def test_unreachable_endpoint_exit_5_quickly(run_cli, tiny_model_dir, tmp_path):
         silent.bind(("127.0.0.1", 0))
         silent.listen(0)
         start = time.monotonic()
-        code, out, err = run_cli("apply", plan_path, "-e", f"http://127.0.0.1:{silent.getsockname()[1]}",
-                                 "--api-key", "x")
+        code, out, err = run_cli(
+            "apply", plan_path, "-e", f"http://127.0.0.1:{silent.getsockname()[1]}", "--api-key", "x"
+        )
         elapsed = time.monotonic() - start
     assert code == 5, out + err
     assert elapsed < 10
@@ -197,7 +209,7 @@ def test_dry_run_makes_no_call(run_cli, server, tiny_model_dir, tmp_path):
     code, out, err = run_cli("apply", plan_path, "-e", server.url, "--api-key", key, "--dry-run")
     assert code == 0, out + err
     assert key not in out + err and "api key ***" in out
-    assert "register_model('LLM'" in out and "launch_model(model_uid=\"tiny-r1-a\"" in out
+    assert "register_model('LLM'" in out and 'launch_model(model_uid="tiny-r1-a"' in out
     assert server.running_models() == {} and server.custom_llm_names() == []
     assert not (tmp_path / ".xinf-plan").exists()
     # and it needs no server at all
@@ -213,8 +225,9 @@ def test_a_plan_validate_rejects_is_refused_before_connecting(run_cli, tiny_mode
     other["name"] = other["launch"]["model_uid"] = "pf-builtin"
     del other["registration"], other["arch"]
     other["model"] = "deepseek-r1-distill-qwen:1.5"
-    other["launch"].update(model_name="deepseek-r1-distill-qwen", model_size_in_billions="1_5",
-                           quantization="Q9_X")          # no such spec
+    other["launch"].update(
+        model_name="deepseek-r1-distill-qwen", model_size_in_billions="1_5", quantization="Q9_X"
+    )  # no such spec
     plan["deployments"][0]["launch"]["model_engine"] = "NoSuchEngine"
     plan["deployments"].append(other)
     plan_path = write_plan(plan, tmp_path / "plan.yaml")
@@ -230,8 +243,9 @@ def test_preflight_reports_every_problem_before_changing_anything(run_cli, serve
     """Two problems only the server can show, in a plan that validates: a worker the cluster
     lacks, and another model registered under the plan's registration name."""
     _bystander(server, tiny_model_dir, launch=False)
-    plan = tiny_plan(tiny_model_dir, uid="pf", model_name="tiny-bystander", replicas=1,
-                     model_uri=(tmp_path / "elsewhere").as_uri())
+    plan = tiny_plan(
+        tiny_model_dir, uid="pf", model_name="tiny-bystander", replicas=1, model_uri=(tmp_path / "elsewhere").as_uri()
+    )
     with_hosts(plan, [cpu_host(worker_address="127.0.0.1:1")])
     plan_path = write_plan(plan, tmp_path / "plan.yaml")
     code, out, err = run_cli("apply", plan_path, *_auth(server))

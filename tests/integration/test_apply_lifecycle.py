@@ -13,10 +13,21 @@ pytestmark = pytest.mark.integration
 UID = "deepseek-r1-distill-qwen-local"  # the planner's uid for local weights of that family
 
 # A CPU-only host, as `xinf-plan inspect --name localhost` wrote it on the 2-core test VM.
-CPU_HOST = {"version": 1, "hosts": [{
-    "name": "localhost", "os": "linux", "arch": "x86_64", "cpu_model": "Intel(R) Xeon(R) Processor",
-    "cpu_cores": 2, "memory_total_bytes": 25276510208, "memory_available_bytes": 24557453312,
-    "gpus": []}]}
+CPU_HOST = {
+    "version": 1,
+    "hosts": [
+        {
+            "name": "localhost",
+            "os": "linux",
+            "arch": "x86_64",
+            "cpu_model": "Intel(R) Xeon(R) Processor",
+            "cpu_cores": 2,
+            "memory_total_bytes": 25276510208,
+            "memory_available_bytes": 24557453312,
+            "gpus": [],
+        }
+    ],
+}
 
 
 def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, tmp_path):
@@ -25,9 +36,24 @@ def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, t
     hardware.write_text(yaml.safe_dump(CPU_HOST))
     plan_path = tmp_path / "plan.yaml"
     # the real planner: CPU host -> llama.cpp, with a registration block for the local GGUF
-    code, out, err = run_cli("plan", "--hardware", hardware, "--model", "deepseek-r1-distill-qwen",
-                             "--model-path", tiny_model_dir, "--replicas", 2, "--context-length", 512,
-                             "--concurrency", 1, "--disable-virtual-env", "-o", plan_path)
+    code, out, err = run_cli(
+        "plan",
+        "--hardware",
+        hardware,
+        "--model",
+        "deepseek-r1-distill-qwen",
+        "--model-path",
+        tiny_model_dir,
+        "--replicas",
+        2,
+        "--context-length",
+        512,
+        "--concurrency",
+        1,
+        "--disable-virtual-env",
+        "-o",
+        plan_path,
+    )
     assert code == 0, out + err
     code, out, err = run_cli("validate", plan_path)
     assert code == 0, out + err
@@ -44,10 +70,12 @@ def test_apply_status_destroy_two_replicas(run_cli, login_env, tiny_model_dir, t
     assert models[UID]["replica"] == 2
     inst = server.get("/v1/models/instances", model_name=UID, model_uid=UID)
     assert [r["status"] for r in inst[0]["replica_statuses"]] == ["READY", "READY"]
-    answer = requests.post(f"{server.url}/v1/chat/completions", timeout=60,
-                           headers={"Authorization": f"Bearer {server.api_key('lifecycle')}"},
-                           json={"model": UID, "max_tokens": 5, "temperature": 0,
-                                 "messages": [{"role": "user", "content": "hi"}]}).json()
+    answer = requests.post(
+        f"{server.url}/v1/chat/completions",
+        timeout=60,
+        headers={"Authorization": f"Bearer {server.api_key('lifecycle')}"},
+        json={"model": UID, "max_tokens": 5, "temperature": 0, "messages": [{"role": "user", "content": "hi"}]},
+    ).json()
     assert answer["choices"][0]["finish_reason"] == "length"
     assert answer["usage"]["completion_tokens"] == 5
 

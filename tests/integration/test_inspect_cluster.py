@@ -39,12 +39,17 @@ def _plan(run_cli, cluster, model_dir, tmp_path) -> tuple[Path, dict]:
     inv_path = tmp_path / "cluster.yaml"
     code, out, err = run_cli("inspect", *_auth(cluster), "-o", inv_path)
     assert code == 0, out + err
-    intent = {"model": "deepseek-r1-distill-qwen", "model_path": str(model_dir), "replicas": 2,
-              "model_path_on_every_worker": True, "context_length": 512, "enable_virtual_env": False}
+    intent = {
+        "model": "deepseek-r1-distill-qwen",
+        "model_path": str(model_dir),
+        "replicas": 2,
+        "model_path_on_every_worker": True,
+        "context_length": 512,
+        "enable_virtual_env": False,
+    }
     (tmp_path / "intent.yaml").write_text(yaml.safe_dump(intent))
     plan_path = tmp_path / "plan.yaml"
-    code, out, err = run_cli("plan", "--hardware", inv_path, "--intent", tmp_path / "intent.yaml",
-                             "-o", plan_path)
+    code, out, err = run_cli("plan", "--hardware", inv_path, "--intent", tmp_path / "intent.yaml", "-o", plan_path)
     assert code == 0, out + err
     return plan_path, yaml.safe_load(plan_path.read_text())
 
@@ -53,8 +58,15 @@ def test_inspect_endpoint_reads_the_live_cluster(run_cli, cluster):
     live = [n for n in cluster.get("/v1/cluster/info", detailed="true") if n["node_type"] == "Worker"]
     # the response shape probe/cluster.py relies on
     for node in live:
-        assert {"ip_address", "gpu_count", "gpu_vram_total", "gpu_vram_available", "cpu_count",
-                "mem_total", "mem_available"} <= set(node)
+        assert {
+            "ip_address",
+            "gpu_count",
+            "gpu_vram_total",
+            "gpu_vram_available",
+            "cpu_count",
+            "mem_total",
+            "mem_available",
+        } <= set(node)
     code, out, err = run_cli("inspect", *_auth(cluster), "--format", "json")
     assert code == 0, out + err
     inv = json.loads(out)
@@ -70,14 +82,14 @@ def test_plan_spread_over_workers_apply_status_destroy(run_cli, cluster, tiny_mo
     plan_path, plan = _plan(run_cli, cluster, tiny_model_dir, tmp_path)
     dep = plan["deployments"][0]
     planned = [c["devices"][0]["worker_ip"] for c in dep["launch"]["replica_config"]]
-    assert sorted(planned) == sorted(cluster.worker_ips)          # spread: one replica per worker
-    assert "worker_ip" not in dep["registration"]                 # at the supervisor: every worker checks the path
+    assert sorted(planned) == sorted(cluster.worker_ips)  # spread: one replica per worker
+    assert "worker_ip" not in dep["registration"]  # at the supervisor: every worker checks the path
     code, out, err = run_cli("validate", plan_path)
     assert code == 0, out + err
     code, out, err = run_cli("apply", plan_path, *_auth(cluster))
     try:
         assert code == 0, out + err
-        assert "smoke test" in out and "finish_reason" in out      # each deployment answered
+        assert "smoke test" in out and "finish_reason" in out  # each deployment answered
         code, out, err = run_cli("status", plan_path, *_auth(cluster), "--format", "json")
         assert code == 0, out + err
         rows = json.loads(out)["replicas"]
@@ -94,10 +106,10 @@ def test_weights_missing_on_the_workers_fail_before_any_launch(run_cli, cluster,
     weights = tmp_path / "weights"
     shutil.copytree(tiny_model_dir, weights)
     plan_path, plan = _plan(run_cli, cluster, weights, tmp_path)
-    shutil.rmtree(weights)                               # gone from every worker (one filesystem here)
+    shutil.rmtree(weights)  # gone from every worker (one filesystem here)
     code, out, err = run_cli("apply", plan_path, *_auth(cluster))
     assert code == 7, out + err
-    assert "register" in err                              # the step that failed
+    assert "register" in err  # the step that failed
     assert not any(line.startswith("launch ") for line in out.splitlines())
     assert cluster.running_models() == {}
     assert not cluster.registered(plan["deployments"][0]["registration"]["model_name"])
@@ -108,19 +120,25 @@ def test_worker_stopped_during_apply_leaves_nothing_behind(run_cli, cluster, tin
     name = plan["deployments"][0]["registration"]["model_name"]
     state_file = tmp_path / ".xinf-plan" / "state.json"
     env = dict(os.environ, XINFERENCE_PASSWORD=cluster.password)
-    proc = subprocess.Popen([XINF_PLAN, "apply", str(plan_path), *_auth(cluster)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [XINF_PLAN, "apply", str(plan_path), *_auth(cluster)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while not (state_file.exists() and json.loads(state_file.read_text())["deployments"]):
             assert time.monotonic() < deadline and proc.poll() is None, "apply never recorded its launch"
             time.sleep(0.2)
-        cluster._procs[-1].kill()                       # the second worker dies mid-launch
+        cluster._procs[-1].kill()  # the second worker dies mid-launch
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 7, out + err
     assert "rolled back" in err + out
-    assert cluster.running_models() == {}                # nothing left on the surviving worker
+    assert cluster.running_models() == {}  # nothing left on the surviving worker
     assert not cluster.registered(name)

@@ -59,9 +59,12 @@ class Client(threading.Thread):
 
     def ask(self, uid):
         for attempt in range(3):
-            r = requests.post(self.url, headers=self.headers, timeout=60, json={
-                "model": uid, "max_tokens": 2, "temperature": 0,
-                "messages": [{"role": "user", "content": "hi"}]})
+            r = requests.post(
+                self.url,
+                headers=self.headers,
+                timeout=60,
+                json={"model": uid, "max_tokens": 2, "temperature": 0, "messages": [{"role": "user", "content": "hi"}]},
+            )
             if r.status_code == 200 and r.json()["usage"]["completion_tokens"] >= 1:
                 return None
             if r.status_code < 500 or attempt == 2:
@@ -133,7 +136,7 @@ def test_scale_one_to_two_and_back_answers_throughout(run_cli, login_env, tiny_m
 
         code, out, err = run_cli("apply", one, *_auth(server), *state)
         assert code == 0, out + err
-        assert "terminate tiny-s-rep1" in out   # the highest replica id goes first
+        assert "terminate tiny-s-rep1" in out  # the highest replica id goes first
         assert _replicas(server, "tiny-s") == [(0, "READY")]
     finally:
         client.stop()
@@ -176,8 +179,8 @@ def test_context_change_rolls_under_a_client_then_rollback(run_cli, login_env, t
     finally:
         client.stop()
     answered = {uid for _, uid, _ in client.records}
-    assert answered == {"tiny-a", "tiny-b"}        # the client saw the handover ...
-    assert not client.failures(), client.failures()[:3]   # ... and never went unanswered
+    assert answered == {"tiny-a", "tiny-b"}  # the client saw the handover ...
+    assert not client.failures(), client.failures()[:3]  # ... and never went unanswered
     assert all(_replica_going_away(r) for r in client.retried), client.retried[:3]
     st = json.loads((tmp_path / "state.json").read_text())
     assert st["deployments"]["chat"]["model_uid"] == "tiny-b" and len(st["history"]) == 2
@@ -203,8 +206,9 @@ def test_failed_new_replica_restores_the_old_configuration(run_cli, login_env, t
     before = json.loads((tmp_path / "state.json").read_text())
 
     # the new configuration is a new registration, which this apply makes: undone too
-    bad = _with_host_ram(_plan(tiny_model_dir, uid="tiny-b", replicas=2, context_length=1024,
-                               model_name="tiny-r1-b"), 5.0, 2.0)
+    bad = _with_host_ram(
+        _plan(tiny_model_dir, uid="tiny-b", replicas=2, context_length=1024, model_name="tiny-r1-b"), 5.0, 2.0
+    )
     bad["deployments"][0]["launch"]["model_path"] = str(tmp_path / "missing" / "tiny.gguf")
     bad_path = write_plan(bad, tmp_path / "v2.yaml")
     code, out, err = run_cli("diff", bad_path, *_auth(server), *state, "--format", "json")
@@ -214,7 +218,7 @@ def test_failed_new_replica_restores_the_old_configuration(run_cli, login_env, t
 
     code, out, err = run_cli("apply", bad_path, *_auth(server), *state)
     assert code == 7, out + err
-    assert "failed at step 2/4" in err and "missing" in err          # the server's own reason
+    assert "failed at step 2/4" in err and "missing" in err  # the server's own reason
     assert "changed before the failure: terminated tiny-a-rep1" in err
     assert "restored: relaunched tiny-a-rep1 as tiny-a-rep" in err
     assert "also rolled back what this apply launched and registered: unregistered tiny-r1-b" in err

@@ -59,8 +59,9 @@ class _Proc:
     def __init__(self, argv: list[str], env: dict, log: Path):
         self.log = log
         self._fh = open(log, "ab")
-        self.popen = subprocess.Popen(argv, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self.popen = subprocess.Popen(
+            argv, env=env, stdout=self._fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         self.pgid = self.popen.pid  # start_new_session: the child leads its own group
 
     def alive(self) -> bool:
@@ -197,30 +198,37 @@ class _Server:
             time.sleep(0.25)
         if not token:
             raise RuntimeError("no setup token in the server's auth database")
-        r = requests.post(f"{self.url}/v1/admin/setup", timeout=30, json={
-            "setup_token": token, "username": self.username, "password": self.password})
+        r = requests.post(
+            f"{self.url}/v1/admin/setup",
+            timeout=30,
+            json={"setup_token": token, "username": self.username, "password": self.password},
+        )
         if r.status_code not in (200, 201):
             raise RuntimeError(f"first-run setup failed: HTTP {r.status_code} {r.text[:200]}")
 
     def token(self) -> str:
         """A fresh login access token (admin scope)."""
-        r = requests.post(f"{self.url}/token", timeout=30,
-                          json={"username": self.username, "password": self.password})
+        r = requests.post(f"{self.url}/token", timeout=30, json={"username": self.username, "password": self.password})
         r.raise_for_status()
         return r.json()["access_token"]
 
     def api_key(self, name: str = "tests") -> str:
         """A new API key of the admin user (list/describe/infer only)."""
-        r = requests.post(f"{self.url}/v1/admin/keys", timeout=30, json={"name": name},
-                          headers={"Authorization": f"Bearer {self.token()}"})
+        r = requests.post(
+            f"{self.url}/v1/admin/keys",
+            timeout=30,
+            json={"name": name},
+            headers={"Authorization": f"Bearer {self.token()}"},
+        )
         r.raise_for_status()
         body = r.json()
         return body.get("key") or body.get("api_key") or body["secret"]
 
     def get(self, path: str, **params):
         """GET an API path as the admin; the decoded JSON."""
-        r = requests.get(f"{self.url}{path}", params=params or None, timeout=30,
-                         headers={"Authorization": f"Bearer {self.token()}"})
+        r = requests.get(
+            f"{self.url}{path}", params=params or None, timeout=30, headers={"Authorization": f"Bearer {self.token()}"}
+        )
         r.raise_for_status()
         return r.json()
 
@@ -234,14 +242,17 @@ class _Server:
     def registered(self, model_name: str) -> bool:
         """Whether an LLM is registered under this name (one cheap lookup; listing every
         registration can take over 30 s on a cluster)."""
-        r = requests.get(f"{self.url}/v1/model_registrations/LLM/{model_name}", timeout=60,
-                         headers={"Authorization": f"Bearer {self.token()}"})
+        r = requests.get(
+            f"{self.url}/v1/model_registrations/LLM/{model_name}",
+            timeout=60,
+            headers={"Authorization": f"Bearer {self.token()}"},
+        )
         return r.status_code == 200
 
     def worker_addresses(self) -> list[str]:
-        return sorted(w["ip_address"]
-                      for w in self.get("/v1/cluster/info", detailed="true")
-                      if w.get("node_type") == "Worker")
+        return sorted(
+            w["ip_address"] for w in self.get("/v1/cluster/info", detailed="true") if w.get("node_type") == "Worker"
+        )
 
 
 class LocalServer(_Server):
@@ -257,8 +268,7 @@ class LocalServer(_Server):
 
     def _spawn(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        argv = [str(BIN / "xinference-local"), "-H", self.host, "-p", str(self.port),
-                "--log-level", "INFO"]
+        argv = [str(BIN / "xinference-local"), "-H", self.host, "-p", str(self.port), "--log-level", "INFO"]
         self._procs.append(_Proc(argv, _server_env(self.home), self.root / "server.log"))
 
 
@@ -285,15 +295,33 @@ class Cluster(_Server):
 
     def _spawn(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        sup = [str(BIN / "xinference-supervisor"), "-H", self.host, "-p", str(self.port),
-               "--supervisor-port", str(self.supervisor_port), "--log-level", "INFO"]
+        sup = [
+            str(BIN / "xinference-supervisor"),
+            "-H",
+            self.host,
+            "-p",
+            str(self.port),
+            "--supervisor-port",
+            str(self.supervisor_port),
+            "--log-level",
+            "INFO",
+        ]
         self._procs.append(_Proc(sup, _server_env(self.home), self.root / "supervisor.log"))
         self._wait_http(60)
         for i, wport in enumerate(self.worker_ports):
             whome = self.root / f"worker{i}"
             whome.mkdir(parents=True, exist_ok=True)
-            argv = [str(BIN / "xinference-worker"), "-e", self.url, "-H", self.host,
-                    "--worker-port", str(wport), "--log-level", "INFO"]
+            argv = [
+                str(BIN / "xinference-worker"),
+                "-e",
+                self.url,
+                "-H",
+                self.host,
+                "--worker-port",
+                str(wport),
+                "--log-level",
+                "INFO",
+            ]
             self._procs.append(_Proc(argv, _server_env(whome), self.root / f"worker{i}.log"))
 
     def _wait_http(self, timeout: float) -> None:

@@ -26,50 +26,95 @@ from xinf_planner.shell.state import State
 
 # GET /v1/models, one entry (recorded)
 RUNNING_TINY = {
-    "id": "tiny-a", "object": "model", "created": 0, "owned_by": "xinference", "model_type": "LLM",
-    "address": "127.0.0.1:44059", "accelerators": [], "model_name": "tiny-r1", "model_lang": ["en"],
-    "model_ability": ["chat", "reasoning"], "model_description": None, "model_format": "ggufv2",
-    "model_size_in_billions": "0_01", "model_family": "deepseek-r1-distill-qwen", "quantization": "F32",
-    "multimodal_projector": None, "model_hub": "huggingface", "revision": None, "context_length": 2048,
-    "strict_system_first": False, "model_engine": "llama.cpp", "replica": 2}
+    "id": "tiny-a",
+    "object": "model",
+    "created": 0,
+    "owned_by": "xinference",
+    "model_type": "LLM",
+    "address": "127.0.0.1:44059",
+    "accelerators": [],
+    "model_name": "tiny-r1",
+    "model_lang": ["en"],
+    "model_ability": ["chat", "reasoning"],
+    "model_description": None,
+    "model_format": "ggufv2",
+    "model_size_in_billions": "0_01",
+    "model_family": "deepseek-r1-distill-qwen",
+    "quantization": "F32",
+    "multimodal_projector": None,
+    "model_hub": "huggingface",
+    "revision": None,
+    "context_length": 2048,
+    "strict_system_first": False,
+    "model_engine": "llama.cpp",
+    "replica": 2,
+}
 
 
 def _rep(i, status="READY", error=None, worker="127.0.0.1:23905"):
     # get_instance_info(...)[0]["replica_statuses"][i] (recorded shape)
-    return {"replica_id": i, "replica_model_uid": f"tiny-a-rep{i}", "worker_address": worker,
-            "status": status, "model_state": "ready" if status == "READY" else "", "created_ts": 1795923140,
-            "error_message": error, "replica_uid": None, "gpu_idx": None}
+    return {
+        "replica_id": i,
+        "replica_model_uid": f"tiny-a-rep{i}",
+        "worker_address": worker,
+        "status": status,
+        "model_state": "ready" if status == "READY" else "",
+        "created_ts": 1795923140,
+        "error_message": error,
+        "replica_uid": None,
+        "gpu_idx": None,
+    }
 
 
 def _instance(*reps):
-    return {"model_name": "tiny-r1", "model_uid": "tiny-a", "replica": len(reps),
-            "status": "READY" if all(r["status"] == "READY" for r in reps) else "CREATING",
-            "n_worker": 1, "replica_statuses": list(reps)}
+    return {
+        "model_name": "tiny-r1",
+        "model_uid": "tiny-a",
+        "replica": len(reps),
+        "status": "READY" if all(r["status"] == "READY" for r in reps) else "CREATING",
+        "n_worker": 1,
+        "replica_statuses": list(reps),
+    }
 
 
 def _dep(name, uid, **launch):
-    base = {"model_uid": uid, "model_name": "tiny-r1", "model_engine": "llama.cpp", "model_format": "ggufv2",
-            "model_size_in_billions": 0.01, "quantization": "F32", "replica": 2, "n_gpu": None}
+    base = {
+        "model_uid": uid,
+        "model_name": "tiny-r1",
+        "model_engine": "llama.cpp",
+        "model_format": "ggufv2",
+        "model_size_in_billions": 0.01,
+        "quantization": "F32",
+        "replica": 2,
+        "n_gpu": None,
+    }
     base.update(launch)
-    return {"name": name, "model": "deepseek-r1-distill-qwen:0_01", "launch": base,
-            "placement": [{"host": "localhost", "gpus": []}] * base["replica"], "estimate": {}, "reasons": []}
+    return {
+        "name": name,
+        "model": "deepseek-r1-distill-qwen:0_01",
+        "launch": base,
+        "placement": [{"host": "localhost", "gpus": []}] * base["replica"],
+        "estimate": {},
+        "reasons": [],
+    }
 
 
 def _plan(*deps):
-    return {"version": 1, "inventory": {"fingerprint": "x"}, "request": {}, "deployments": list(deps),
-            "rejected": []}
+    return {"version": 1, "inventory": {"fingerprint": "x"}, "request": {}, "deployments": list(deps), "rejected": []}
 
 
 def test_diff_sorts_deployments_into_launch_unchanged_differ():
-    plan = _plan(_dep("same", "tiny-a"), _dep("other-quant", "tiny-b", quantization="Q4_K_M"),
-                 _dep("missing", "tiny-c"))
+    plan = _plan(
+        _dep("same", "tiny-a"), _dep("other-quant", "tiny-b", quantization="Q4_K_M"), _dep("missing", "tiny-c")
+    )
     running = {"tiny-a": RUNNING_TINY, "tiny-b": dict(RUNNING_TINY, id="tiny-b")}
     changes = diff_plans(plan, None, running, {}, set())
     assert names_of(changes, ADD) == ["missing"] and names_of(changes, UNCHANGED) == ["same"]
     (differing,) = [c for c in changes if c.kind == REPLACE]
     assert differing.name == "other-quant" and differing.fields == ["quantization: 'F32' -> 'Q4_K_M'"]
     assert compare(plan["deployments"][1]["launch"], running["tiny-b"]) == [
-        "quantization: planned 'Q4_K_M', running 'F32'"]
+        "quantization: planned 'Q4_K_M', running 'F32'"
+    ]
     assert summary(changes) == "1 to launch, 1 unchanged"
 
 
@@ -97,8 +142,9 @@ def test_diff_partitions_every_deployment(kinds):
 def test_status_in_sync_drift_and_unowned():
     plan = _plan(_dep("d", "tiny-a"))
     stranger = dict(RUNNING_TINY, id="someone-else", model_name="qwen3")
-    report = status_report(plan, {"tiny-a": RUNNING_TINY, "someone-else": stranger},
-                           {"tiny-a": _instance(_rep(0), _rep(1))})
+    report = status_report(
+        plan, {"tiny-a": RUNNING_TINY, "someone-else": stranger}, {"tiny-a": _instance(_rep(0), _rep(1))}
+    )
     assert report["in_sync"] is True
     assert [r["status"] for r in report["replicas"]] == ["READY", "READY"]
     assert [m["model_uid"] for m in report["unowned"]] == ["someone-else"]  # listed, not drift
@@ -106,8 +152,9 @@ def test_status_in_sync_drift_and_unowned():
     creating = status_report(plan, {"tiny-a": RUNNING_TINY}, {"tiny-a": _instance(_rep(0), _rep(1, "CREATING"))})
     assert creating["in_sync"] is False
 
-    failed = status_report(plan, {"tiny-a": RUNNING_TINY},
-                           {"tiny-a": _instance(_rep(0), _rep(1, "ERROR", "out of memory"))})
+    failed = status_report(
+        plan, {"tiny-a": RUNNING_TINY}, {"tiny-a": _instance(_rep(0), _rep(1, "ERROR", "out of memory"))}
+    )
     assert failed["replicas"][1]["error"] == "out of memory" and not failed["in_sync"]
 
     gone = status_report(plan, {}, {"tiny-a": None})
@@ -117,8 +164,9 @@ def test_status_in_sync_drift_and_unowned():
 def test_status_flags_a_replica_on_the_wrong_worker():
     dep = _dep("d", "tiny-a", replica=1)
     dep["launch"]["replica_config"] = [{"devices": [{"worker_ip": "127.0.0.1:30001"}]}]
-    report = status_report(_plan(dep), {"tiny-a": dict(RUNNING_TINY, replica=1)},
-                           {"tiny-a": _instance(_rep(0, worker="127.0.0.1:30002"))})
+    report = status_report(
+        _plan(dep), {"tiny-a": dict(RUNNING_TINY, replica=1)}, {"tiny-a": _instance(_rep(0, worker="127.0.0.1:30002"))}
+    )
     assert report["replicas"][0]["differences"] == ["worker: planned 127.0.0.1:30001, running 127.0.0.1:30002"]
     assert not report["in_sync"]
 
@@ -126,7 +174,8 @@ def test_status_flags_a_replica_on_the_wrong_worker():
 def test_version_floor_for_unified_context_length():
     plan = _plan(_dep("d", "tiny-a", context_length=4096))
     assert check_version("4.0.3", plan) == [
-        "the plan uses 'context_length', which needs Xinference >= 4.1; the server runs 4.0.3"]
+        "the plan uses 'context_length', which needs Xinference >= 4.1; the server runs 4.0.3"
+    ]
     assert check_version("4.1.0", plan) == []
     assert check_version(None, plan) == []  # unreadable (an API key cannot read it): not refused here
     assert check_version("3.9.0", _plan(_dep("d", "tiny-a"))) == []
@@ -134,8 +183,12 @@ def test_version_floor_for_unified_context_length():
 
 def test_destroy_touches_only_what_the_state_owns():
     plan = _plan(_dep("mine", "tiny-a"), _dep("not-launched-by-us", "tiny-b"))
-    plan["deployments"][0]["registration"] = {"model_name": "tiny-r1", "model_family": "f",
-                                              "model_format": "ggufv2", "model_uri": "file:///m"}
+    plan["deployments"][0]["registration"] = {
+        "model_name": "tiny-r1",
+        "model_family": "f",
+        "model_format": "ggufv2",
+        "model_uri": "file:///m",
+    }
     state = State()
     state.record_launch("mine", "tiny-a", "tiny-r1")
     state.record_registration("tiny-r1")
@@ -154,8 +207,10 @@ def test_dry_run_lists_calls_and_masks_secrets():
     text = "\n".join(calls)
     assert "sk-very-secret" not in text and "hunter2" not in text and "sk-very-secret" not in repr(creds)
     assert calls[0] == "Client('http://***@h:9997')  # api key ***"
-    assert any(c.startswith('launch_model(model_uid="tiny-a", model_name="tiny-r1"') and
-               c.endswith("wait_ready=False)") for c in calls)
+    assert any(
+        c.startswith('launch_model(model_uid="tiny-a", model_name="tiny-r1"') and c.endswith("wait_ready=False)")
+        for c in calls
+    )
     assert sum("chat/completions" in c for c in calls) == 1
 
 
@@ -174,8 +229,10 @@ def test_reporter_plain_lines_only_on_change():
     rep.replicas([("r0", "CREATING", "  r0  CREATING  worker w  gpus -    1.0s")])
     rep.replicas([("r0", "CREATING", "  r0  CREATING  worker w  gpus -    2.0s")])
     rep.replicas([("r0", "READY", "  r0  READY  worker w  gpus -    3.0s")])
-    assert out.getvalue().splitlines() == ["  r0  CREATING  worker w  gpus -    1.0s",
-                                           "  r0  READY  worker w  gpus -    3.0s"]
+    assert out.getvalue().splitlines() == [
+        "  r0  CREATING  worker w  gpus -    1.0s",
+        "  r0  READY  worker w  gpus -    3.0s",
+    ]
 
 
 def test_reporter_redraws_in_place_on_a_terminal():
@@ -190,8 +247,10 @@ def test_transient_launch_errors_are_recognised():
     from xinf_planner.shell.deploy.wait import transient_cause
 
     # the message Xinference 4.1.0 gave on this VM when two replicas raced (see apply.py)
-    seen = ("deepseek-r1-distill-qwen-local-rep0: [Errno 17] File exists: '/tmp/demo/tiny-r1' -> "
-            "'/tmp/demo-server/home/cache/v2/deepseek-r1-distill-qwen-local-ggufv2-0_00012b-F32'")
+    seen = (
+        "deepseek-r1-distill-qwen-local-rep0: [Errno 17] File exists: '/tmp/demo/tiny-r1' -> "
+        "'/tmp/demo-server/home/cache/v2/deepseek-r1-distill-qwen-local-ggufv2-0_00012b-F32'"
+    )
     assert transient_cause(seen) == "replicas raced to create the model's cache link"
     assert transient_cause("bad-rep0: Invalid input. `model_path`: /x File or directory does not exist.") is None
 
@@ -199,8 +258,15 @@ def test_transient_launch_errors_are_recognised():
 # GET /v1/cluster/info?detailed=true worker rows: the fields a 4.1.0 supervisor returned on this
 # VM (two CPU workers), with the GPU total of an H100 80GB (81559 MiB, as nvidia-smi reports it).
 def _worker(address, vram_available_bytes):
-    return {"node_type": "Worker", "ip_address": address, "gpu_count": 1, "gpu_vram_total": 85_520_809_984,
-            "gpu_vram_available": vram_available_bytes, "cpu_count": 2, "software_version": "4.1.0"}
+    return {
+        "node_type": "Worker",
+        "ip_address": address,
+        "gpu_count": 1,
+        "gpu_vram_total": 85_520_809_984,
+        "gpu_vram_available": vram_available_bytes,
+        "cpu_count": 2,
+        "software_version": "4.1.0",
+    }
 
 
 def test_memory_check_per_gpu_locally_and_per_worker_remotely():
@@ -208,8 +274,10 @@ def test_memory_check_per_gpu_locally_and_per_worker_remotely():
 
     dep = _dep("d", "m", replica=2)
     dep["estimate"] = {"per_gpu_gib": {"total": 70.0}}
-    dep["launch"]["replica_config"] = [{"devices": [{"worker_ip": "127.0.0.1:30001", "gpu_idx": [0]}]},
-                                       {"devices": [{"worker_ip": "10.0.0.2:30001", "gpu_idx": [0]}]}]
+    dep["launch"]["replica_config"] = [
+        {"devices": [{"worker_ip": "127.0.0.1:30001", "gpu_idx": [0]}]},
+        {"devices": [{"worker_ip": "10.0.0.2:30001", "gpu_idx": [0]}]},
+    ]
     dep["placement"] = [{"host": "a", "gpus": [0]}, {"host": "b", "gpus": [0]}]
     needs = gpu_needs(_plan(dep), [dep], ["127.0.0.1:30001", "10.0.0.2:30001"])
     assert needs == {("127.0.0.1:30001", 0): 70.0, ("10.0.0.2:30001", 0): 70.0}

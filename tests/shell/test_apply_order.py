@@ -65,7 +65,7 @@ def _gpu_99(doc):
 def _gpu_twice(doc):
     dep = doc["deployments"][0]
     gpus = dep["placement"][0]["gpus"]
-    if len(gpus) < 2:   # one GPU per replica: list it twice
+    if len(gpus) < 2:  # one GPU per replica: list it twice
         gpus.append(gpus[0])
     else:
         gpus[1] = gpus[0]
@@ -81,11 +81,15 @@ def _slices_swapped(doc):
     assert len(dep["placement"]) >= 2, "the 6xT4 plan of the 7B has several replicas"
     idx = dep["launch"]["gpu_idx"]
     k = len(idx) // dep["launch"]["replica"]
-    dep["launch"]["gpu_idx"] = idx[k:2 * k] + idx[:k] + idx[2 * k:]
+    dep["launch"]["gpu_idx"] = idx[k : 2 * k] + idx[:k] + idx[2 * k :]
 
 
-BREAKS = {"gpu index 99": _gpu_99, "a GPU twice": _gpu_twice, "over-committed memory": _over_committed,
-          "gpu_idx slices swapped": _slices_swapped}
+BREAKS = {
+    "gpu index 99": _gpu_99,
+    "a GPU twice": _gpu_twice,
+    "over-committed memory": _over_committed,
+    "gpu_idx slices swapped": _slices_swapped,
+}
 
 
 @pytest.mark.parametrize("how", sorted(BREAKS))
@@ -96,7 +100,7 @@ def test_apply_refuses_what_validate_rejects_before_connecting(how, run_cli, tmp
     path.write_text(dump_document(doc, "yaml"), encoding="utf-8")
     code, _, verr = run_cli("validate", path)
     assert code == 1
-    first = verr.splitlines()[0]              # "<file>: <json path>: <message>"
+    first = verr.splitlines()[0]  # "<file>: <json path>: <message>"
     for args in (["apply", path], ["apply", path, "--dry-run"], ["diff", path]):
         code, out, err = run_cli(*args, *_nowhere())
         assert code == 1, (args, out, err)
@@ -138,10 +142,16 @@ def test_rollback_checks_the_plan_it_would_reapply(run_cli, tmp_path):
 def _running(dep: dict, replicas: int | None = None) -> dict:
     """A GET /v1/models entry for a deployment (the fields list_models shows)."""
     launch = dep["launch"]
-    return {"id": launch["model_uid"], "model_type": "LLM", "model_name": launch["model_name"],
-            "model_engine": launch["model_engine"], "model_format": launch["model_format"],
-            "model_size_in_billions": str(launch["model_size_in_billions"]).replace(".", "_"),
-            "quantization": launch["quantization"], "replica": replicas or launch["replica"]}
+    return {
+        "id": launch["model_uid"],
+        "model_type": "LLM",
+        "model_name": launch["model_name"],
+        "model_engine": launch["model_engine"],
+        "model_format": launch["model_format"],
+        "model_size_in_billions": str(launch["model_size_in_billions"]).replace(".", "_"),
+        "quantization": launch["quantization"],
+        "replica": replicas or launch["replica"],
+    }
 
 
 def _renamed(dep: dict, name: str) -> dict:
@@ -194,9 +204,15 @@ def test_preflight_counts_what_the_removals_free():
     assert problems and all("the removals free" not in p for p in problems)
     assert memory_problems(need, [], WORKER, local_free, freed) == ([], [])
     # a remote worker: Xinference sums its GPUs' free memory (gpu_vram_available)
-    worker = {"node_type": "Worker", "ip_address": WORKER, "gpu_count": 6, "gpu_vram_total": 6 * 15 * GIB,
-              "gpu_vram_available": int(len(need) * (15.0 - per_gpu) * GIB), "cpu_count": 2,
-              "software_version": "4.1.0"}
+    worker = {
+        "node_type": "Worker",
+        "ip_address": WORKER,
+        "gpu_count": 6,
+        "gpu_vram_total": 6 * 15 * GIB,
+        "gpu_vram_available": int(len(need) * (15.0 - per_gpu) * GIB),
+        "cpu_count": 2,
+        "software_version": "4.1.0",
+    }
     problems, _ = memory_problems(need, [worker], None, None)
     assert len(problems) == 1 and problems[0].startswith(f"worker {WORKER} has")
     assert memory_problems(need, [worker], None, None, freed) == ([], [])
@@ -216,15 +232,40 @@ FIELDS = {
 
 
 def _tiny(replicas: int) -> dict:
-    launch = {"model_uid": "m", "model_name": "tiny-r1", "model_engine": "llama.cpp", "model_format": "ggufv2",
-              "model_size_in_billions": 0.01, "quantization": "F32", "replica": replicas, "n_gpu": None}
-    return {"version": 1, "inventory": {"fingerprint": "x"}, "request": {}, "rejected": [], "deployments": [
-        {"name": "d", "model": "deepseek-r1-distill-qwen:0_01", "launch": launch,
-         "placement": [{"host": "localhost", "gpus": []}] * replicas, "estimate": {}, "reasons": []}]}
+    launch = {
+        "model_uid": "m",
+        "model_name": "tiny-r1",
+        "model_engine": "llama.cpp",
+        "model_format": "ggufv2",
+        "model_size_in_billions": 0.01,
+        "quantization": "F32",
+        "replica": replicas,
+        "n_gpu": None,
+    }
+    return {
+        "version": 1,
+        "inventory": {"fingerprint": "x"},
+        "request": {},
+        "rejected": [],
+        "deployments": [
+            {
+                "name": "d",
+                "model": "deepseek-r1-distill-qwen:0_01",
+                "launch": launch,
+                "placement": [{"host": "localhost", "gpus": []}] * replicas,
+                "estimate": {},
+                "reasons": [],
+            }
+        ],
+    }
 
 
-@given(server=st.fixed_dictionaries({}, optional=FIELDS), planned=st.integers(1, 3), have=st.integers(1, 3),
-       applied_before=st.booleans())
+@given(
+    server=st.fixed_dictionaries({}, optional=FIELDS),
+    planned=st.integers(1, 3),
+    have=st.integers(1, 3),
+    applied_before=st.booleans(),
+)
 def test_every_differing_deployment_is_a_scale_or_replace(server, planned, have, applied_before):
     plan = _tiny(planned)
     running = {"m": dict(_running(plan["deployments"][0], have), **server)}
@@ -232,7 +273,7 @@ def test_every_differing_deployment_is_a_scale_or_replace(server, planned, have,
     differing = compare(plan["deployments"][0]["launch"], running["m"])
     rollout = prepare(plan, facts, allow_downtime=True)
     rolled = {c.name for c in rollout.rolled()}
-    if differing:           # what status calls drift, the rollout changes
+    if differing:  # what status calls drift, the rollout changes
         assert rolled == {"d"}
     assert sorted(names_of(rollout.changes, UNCHANGED, ADD) + sorted(rolled)) == ["d"]
 
@@ -250,7 +291,7 @@ def test_rollback_finds_the_file_of_the_plan_it_reapplies(tmp_path):
     assert plan_file_of(entry, None, spath) == str((tmp_path / "v1.yaml").resolve())
     assert plan_file_of(entry, str(tmp_path / "v2.yaml"), spath) == str((tmp_path / "v1.yaml").resolve())
     assert plan_file_of({"plan_hash": "sha256:none"}, str(tmp_path / "v2.yaml"), spath) is None
-    assert plan_errors(v1) == plan_errors(v2) == []     # the swap is between plans validate accepts
+    assert plan_errors(v1) == plan_errors(v2) == []  # the swap is between plans validate accepts
     # a recorded path elsewhere (apply ran from another folder) is found first
     elsewhere = tmp_path / "other" / "v1-copy.yaml"
     elsewhere.parent.mkdir()

@@ -9,6 +9,7 @@ import copy
 from support.intents import R1_FP8
 from support.paths import EXAMPLES
 
+from xinf_planner.core.plan.document import Deployment, Plan
 from xinf_planner.core.planning import make_plan
 from xinf_planner.core.planning.sharding import (
     launch_args,
@@ -16,7 +17,6 @@ from xinf_planner.core.planning.sharding import (
     unfilled_env,
 )
 from xinf_planner.core.request import request_from_intent
-from xinf_planner.core.plan.document import Plan, Deployment
 from xinf_planner.core.rollout.status import status_report
 from xinf_planner.shell.deploy.preflight import gpu_needs
 from xinf_planner.shell.documents import load_inventory
@@ -49,8 +49,16 @@ def test_replicas_off_their_planned_worker_or_gpus_are_reported():
     plan = _r1_plan()
     dep = plan["deployments"][0]
     planned = Plan(plan).planned_workers(Deployment(dep))
-    good = {"replica_statuses": [{"replica_model_uid": "deepseek-r1-671b-rep0", "status": "READY",
-                                  "worker_address": "10.0.1.12:30001", "gpu_idx": list(range(8))}]}
+    good = {
+        "replica_statuses": [
+            {
+                "replica_model_uid": "deepseek-r1-671b-rep0",
+                "status": "READY",
+                "worker_address": "10.0.1.12:30001",
+                "gpu_idx": list(range(8)),
+            }
+        ]
+    }
     assert placement_mismatches(dep, planned, good) == []
     bad = copy.deepcopy(good)
     bad["replica_statuses"][0].update(worker_address="10.0.1.99:30001", gpu_idx=[0, 1])

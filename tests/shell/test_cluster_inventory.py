@@ -27,8 +27,9 @@ def _gpu_cluster(used_per_gpu: int = 0) -> tuple[list[dict], list[str]]:
     info = json.loads(json.dumps(RECORDED))
     for node in info:
         if node["node_type"] == "Worker":
-            node.update(gpu_count=len(dgx.gpus), gpu_vram_total=total,
-                        gpu_vram_available=total - used_per_gpu * len(dgx.gpus))
+            node.update(
+                gpu_count=len(dgx.gpus), gpu_vram_total=total, gpu_vram_available=total - used_per_gpu * len(dgx.gpus)
+            )
     return info, [n["ip_address"] for n in info if n["node_type"] == "Worker"]
 
 
@@ -36,14 +37,14 @@ def test_recorded_cpu_workers_become_hosts_with_their_addresses():
     inv, warnings = inventory_from_cluster_info(RECORDED)
     workers = sorted((n for n in RECORDED if n["node_type"] == "Worker"), key=lambda n: n["ip_address"])
     assert [h.worker_address for h in inv.hosts] == [w["ip_address"] for w in workers]
-    assert len({h.name for h in inv.hosts}) == 2          # two workers on one IP keep distinct names
+    assert len({h.name for h in inv.hosts}) == 2  # two workers on one IP keep distinct names
     for host, node in zip(inv.hosts, workers):
         assert host.gpus == []
         assert host.cpu_cores == node["cpu_count"]
         assert host.memory_total_bytes == node["mem_total"]
         assert host.memory_available_bytes == node["mem_available"]
         assert any("assumed linux x86_64" in n for n in host.notes)
-    assert warnings == []                                   # nothing about GPUs was assumed
+    assert warnings == []  # nothing about GPUs was assumed
     assert "supervisor" not in " ".join(h.name for h in inv.hosts)
 
 
@@ -78,7 +79,7 @@ def test_host_inventories_give_gpu_detail_by_worker_address():
     first, second = inv.hosts
     assert first.name == "dgx-h100" and first.topology == dgx.hosts[0].topology
     assert [g.uuid for g in first.gpus] == [g.uuid for g in dgx.hosts[0].gpus]
-    assert {g.memory_used_bytes for g in first.gpus} == {1 << 30}   # live figure from the supervisor
+    assert {g.memory_used_bytes for g in first.gpus} == {1 << 30}  # live figure from the supervisor
     assert second.topology is None and len(warnings) == 1 and sorted(addresses)[1] in warnings[0]
 
 

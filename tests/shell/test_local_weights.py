@@ -38,8 +38,13 @@ def test_gguf_folder(tiny_dir):
     assert (m.model_format, m.quantization) == ("ggufv2", "F32")
     assert m.model_file_name_template == "tiny-r1-{quantization}.gguf"
     assert m.architecture == "qwen2"
-    assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.num_kv_heads, m.head_dim) == \
-        (arch.num_layers, arch.hidden_size, arch.num_heads, arch.num_kv_heads, arch.head_dim)
+    assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.num_kv_heads, m.head_dim) == (
+        arch.num_layers,
+        arch.hidden_size,
+        arch.num_heads,
+        arch.num_kv_heads,
+        arch.head_dim,
+    )
     assert m.vocab_size == n_vocab and m.context_length == arch.context_length
     assert m.params == _expected_params(arch, n_vocab)
     assert detect(tiny_dir / "tiny-r1-F32.gguf").path == m.path  # a file names its folder
@@ -81,9 +86,16 @@ def _safetensors(path: Path, shapes: dict) -> None:
 
 
 # The config.json of deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B (the fields read here).
-QWEN_1_5B = {"architectures": ["Qwen2ForCausalLM"], "hidden_size": 1536, "num_attention_heads": 12,
-             "num_key_value_heads": 2, "num_hidden_layers": 28, "vocab_size": 151936,
-             "max_position_embeddings": 131072, "torch_dtype": "bfloat16"}
+QWEN_1_5B = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "hidden_size": 1536,
+    "num_attention_heads": 12,
+    "num_key_value_heads": 2,
+    "num_hidden_layers": 28,
+    "vocab_size": 151936,
+    "max_position_embeddings": 131072,
+    "torch_dtype": "bfloat16",
+}
 
 
 def test_pytorch_folder(tmp_path):
@@ -96,12 +108,15 @@ def test_pytorch_folder(tmp_path):
     assert (m.num_layers, m.num_kv_heads, m.head_dim, m.context_length) == (28, 2, 128, 131072)
 
 
-@pytest.mark.parametrize("extra,fmt,quant", [
-    ({"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}}, "awq", "Int4"),
-    ({"quantization_config": {"quant_method": "gptq", "bits": 8}}, "gptq", "Int8"),
-    ({"quantization_config": {"quant_method": "fp8"}}, "fp8", "FP8"),
-    ({"quantization": {"group_size": 64, "bits": 4}}, "mlx", "4bit"),
-])
+@pytest.mark.parametrize(
+    "extra,fmt,quant",
+    [
+        ({"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}}, "awq", "Int4"),
+        ({"quantization_config": {"quant_method": "gptq", "bits": 8}}, "gptq", "Int8"),
+        ({"quantization_config": {"quant_method": "fp8"}}, "fp8", "FP8"),
+        ({"quantization": {"group_size": 64, "bits": 4}}, "mlx", "4bit"),
+    ],
+)
 def test_quantized_folders(tmp_path, extra, fmt, quant):
     (tmp_path / "config.json").write_text(json.dumps({**QWEN_1_5B, **extra}))
     _safetensors(tmp_path / "model.safetensors", {"w": [4, 4]})
@@ -150,7 +165,8 @@ def test_size_label(value, label):
 
 
 # parameter counts of real checkpoints (model cards / safetensors index totals)
-@pytest.mark.parametrize("params,label", [(1_777_088_000, "1_8"), (7_615_616_512, "7_6"),
-                                          (32_763_876_352, "33"), (None, None)])
+@pytest.mark.parametrize(
+    "params,label", [(1_777_088_000, "1_8"), (7_615_616_512, "7_6"), (32_763_876_352, "33"), (None, None)]
+)
 def test_size_in_billions(params, label):
     assert size_in_billions(params) == label

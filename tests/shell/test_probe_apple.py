@@ -5,8 +5,6 @@ The recordings and where they come from: tests/support/fixtures/sysctl/README.md
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from support.paths import FIXTURES as _FIXTURES
 
@@ -21,6 +19,7 @@ FILES = {"sysctl": "sysctl.txt", "system_profiler": "system_profiler.txt", "vm_s
 
 def recorded(mac: str, replace: dict | None = None, fail: dict | None = None):
     """A command runner that answers from the recording of one Mac."""
+
     def run(argv):
         tool = argv[0]
         if fail and tool in fail:
@@ -29,6 +28,7 @@ def recorded(mac: str, replace: dict | None = None, fail: dict | None = None):
         for old, new in (replace or {}).get(tool, {}).items():
             text = text.replace(old, new)
         return text
+
     return run
 
 
@@ -73,8 +73,12 @@ def test_intel_mac_has_no_apple_gpu():
 
 
 def test_failing_commands_leave_fields_out_with_notes():
-    facts = probe_apple(recorded("m2-ultra-192gb", fail={"system_profiler": "system_profiler did not "
-                                                         "answer within 10 s", "vm_stat": "vm_stat not found"}))
+    facts = probe_apple(
+        recorded(
+            "m2-ultra-192gb",
+            fail={"system_profiler": "system_profiler did not answer within 10 s", "vm_stat": "vm_stat not found"},
+        )
+    )
     assert facts["gpus"][0].gpu_cores is None and "memory_available_bytes" not in facts
     assert any("within 10 s" in n for n in facts["notes"]) and any("vm_stat" in n for n in facts["notes"])
     none = probe_apple(recorded("m2-ultra-192gb", fail={"sysctl": "sysctl not found"}))

@@ -52,7 +52,10 @@ CPU revision\t: 1
 # A Raspberry Pi 4 adds a "Model" line at the end of /proc/cpuinfo
 RASPBERRY = GRAVITON + "\nHardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
 
-X86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7763 64-Core Processor\n"
+X86 = (
+    "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
+    "model name\t: AMD EPYC 7763 64-Core Processor\n"
+)
 
 
 def test_cpuinfo_model_names():

@@ -49,8 +49,12 @@ def test_rtx4090_pcie_two_switches():
     r = probe("rtx4090-pcie-4x")
     assert {g.memory_total_bytes for g in r.gpus} == {24564 * MIB} == {25757220864}
     assert {g.compute_capability for g in r.gpus} == {"8.9"}
-    assert r.topology == [["X", "PIX", "NODE", "NODE"], ["PIX", "X", "NODE", "NODE"],
-                          ["NODE", "NODE", "X", "PIX"], ["NODE", "NODE", "PIX", "X"]]
+    assert r.topology == [
+        ["X", "PIX", "NODE", "NODE"],
+        ["PIX", "X", "NODE", "NODE"],
+        ["NODE", "NODE", "X", "PIX"],
+        ["NODE", "NODE", "PIX", "X"],
+    ]
     assert {g.mig_mode for g in r.gpus} == {None}  # GeForce: no MIG, and that is no news
     assert r.cuda_version == "12.4" and r.notes == []
 
@@ -79,8 +83,7 @@ def test_t4_single_gpu_without_numa():
 @pytest.mark.parametrize("name", ["h100-sxm-8x", "rtx4090-pcie-4x", "rtx3090-nvlink-2x", "t4-1x"])
 def test_every_fixture_names_its_source_and_probes_to_a_valid_inventory(name):
     assert len(load_fixture(name)["source"]) > 80
-    inv = probe_local("box", "10.0.0.5:30001", nvml=replay(name), system="linux", machine="x86_64",
-                      sysfs=NO_SYSFS)
+    inv = probe_local("box", "10.0.0.5:30001", nvml=replay(name), system="linux", machine="x86_64", sysfs=NO_SYSFS)
     again = Inventory.from_dict(inv.to_dict())  # schema and semantic checks
     assert again.hosts[0].gpus and again.hosts[0].driver_version
     assert len(again.hosts[0].topology) == len(again.hosts[0].gpus)
@@ -88,12 +91,16 @@ def test_every_fixture_names_its_source_and_probes_to_a_valid_inventory(name):
 
 # --- NVML errors, as pynvml raises them -------------------------------------------------
 
-@pytest.mark.parametrize("code, words", [
-    ("LIBRARY_NOT_FOUND", "driver library"),
-    ("DRIVER_NOT_LOADED", "kernel driver is not loaded"),
-    ("NO_PERMISSION", "no permission"),
-    ("UNKNOWN", "Unknown Error"),
-])
+
+@pytest.mark.parametrize(
+    "code, words",
+    [
+        ("LIBRARY_NOT_FOUND", "driver library"),
+        ("DRIVER_NOT_LOADED", "kernel driver is not loaded"),
+        ("NO_PERMISSION", "no permission"),
+        ("UNKNOWN", "Unknown Error"),
+    ],
+)
 def test_init_failure_gives_no_gpus_and_says_why(code, words):
     r = probe("h100-sxm-8x", {"nvmlInit": {"": error(code)}})
     assert r.gpus == [] and r.topology is None
@@ -124,8 +131,13 @@ def test_lost_gpu_is_skipped_and_the_rest_keep_their_topology():
     assert [g.index for g in r.gpus] == [0, 1, 2, 4, 5, 6, 7]
     assert any(n.startswith("GPU 3 skipped") and "lost" in n for n in r.notes)
     assert len(r.topology) == 7 and r.topology[2][3] == "NV18"
-    inv = probe_local("h", nvml=replay("h100-sxm-8x", {"nvmlDeviceGetHandleByIndex": {"3": error("GPU_IS_LOST")}}),
-                      system="linux", machine="x86_64", sysfs=NO_SYSFS)
+    inv = probe_local(
+        "h",
+        nvml=replay("h100-sxm-8x", {"nvmlDeviceGetHandleByIndex": {"3": error("GPU_IS_LOST")}}),
+        system="linux",
+        machine="x86_64",
+        sysfs=NO_SYSFS,
+    )
     Inventory.from_dict(inv.to_dict())
 
 
@@ -136,8 +148,13 @@ def test_gpu_lost_midway_through_its_fields_is_skipped():
 
 
 def test_optional_fields_failing_are_left_out_with_a_note():
-    r = probe("rtx4090-pcie-4x", {"nvmlDeviceGetUUID": {"1": error("UNKNOWN")},
-                                  "nvmlDeviceGetComputeRunningProcesses": {"2": error("NO_PERMISSION")}})
+    r = probe(
+        "rtx4090-pcie-4x",
+        {
+            "nvmlDeviceGetUUID": {"1": error("UNKNOWN")},
+            "nvmlDeviceGetComputeRunningProcesses": {"2": error("NO_PERMISSION")},
+        },
+    )
     assert len(r.gpus) == 4
     assert r.gpus[1].uuid is None and r.gpus[0].uuid is not None
     assert r.gpus[2].compute_processes is None and r.gpus[3].compute_processes == 0
@@ -165,9 +182,13 @@ def test_driver_version_failure_keeps_the_gpus():
 
 def test_nvlink_not_supported_falls_back_to_the_pcie_path():
     # the same 3090s without their bridge: NVML says Not Supported for NVLink queries
-    r = probe("rtx3090-nvlink-2x", {"nvmlDeviceGetNvLinkState": {"0,0": error("NOT_SUPPORTED"),
-                                                                 "1,0": error("NOT_SUPPORTED")},
-                                    "nvmlDeviceGetTopologyCommonAncestor": {"0,1": 30}})
+    r = probe(
+        "rtx3090-nvlink-2x",
+        {
+            "nvmlDeviceGetNvLinkState": {"0,0": error("NOT_SUPPORTED"), "1,0": error("NOT_SUPPORTED")},
+            "nvmlDeviceGetTopologyCommonAncestor": {"0,1": 30},
+        },
+    )
     assert r.topology == [["X", "PHB"], ["PHB", "X"]]
 
 
@@ -178,8 +199,7 @@ def test_old_driver_without_remote_device_type_still_counts_switch_links():
 
 def test_nvswitch_without_p2p_falls_back_to_pcie():
     # fabric manager down: the links are up but NVLink P2P is not possible (status 5)
-    r = probe("h100-sxm-8x", {"nvmlDeviceGetP2PStatus": {"*": 5},
-                              "nvmlDeviceGetTopologyCommonAncestor": {"*": 50}})
+    r = probe("h100-sxm-8x", {"nvmlDeviceGetP2PStatus": {"*": 5}, "nvmlDeviceGetTopologyCommonAncestor": {"*": 50}})
     assert {r.topology[a][b] for a in range(8) for b in range(8) if a != b} == {"SYS"}
 
 
@@ -190,6 +210,7 @@ def test_unknown_pcie_path_is_recorded_as_sys_with_a_note():
 
 
 # --- the recorder writes what the stand-in replays -----------------------------------------
+
 
 def _recorder_module():
     path = ROOT / "tools" / "record_nvml.py"

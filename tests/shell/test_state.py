@@ -15,10 +15,10 @@ from xinf_planner.shell.state import (
     HISTORY_LIMIT,
     State,
     StateLock,
-    state_path,
     load_state,
     plan_hash,
     save_state,
+    state_path,
 )
 
 
@@ -114,12 +114,15 @@ def test_lock_in_one_process_is_exclusive_too(tmp_path):
         assert time.monotonic() - start < 1  # refuses at once, never waits
 
 
-@pytest.mark.parametrize("doc, where", [
-    ({"version": 1, "history": [{"plan_hash": "x"}]}, "$.history[0]"),
-    ({"version": 1, "history": "abc"}, "$.history"),
-    ({"version": 1, "deployments": {"d": {"model_uid": 3, "model_name": "m"}}}, "$.deployments.d.model_uid"),
-    ({"version": 1, "registered": [1]}, "$.registered[0]"),
-])
+@pytest.mark.parametrize(
+    "doc, where",
+    [
+        ({"version": 1, "history": [{"plan_hash": "x"}]}, "$.history[0]"),
+        ({"version": 1, "history": "abc"}, "$.history"),
+        ({"version": 1, "deployments": {"d": {"model_uid": 3, "model_name": "m"}}}, "$.deployments.d.model_uid"),
+        ({"version": 1, "registered": [1]}, "$.registered[0]"),
+    ],
+)
 def test_hand_edited_state_is_one_line_error_with_its_path(tmp_path, doc, where):
     p = tmp_path / "state.json"
     p.write_text(json.dumps(doc))

@@ -86,15 +86,15 @@ class ReplayNVML(types.ModuleType):
                 self._calls[fn] = {}
             self._calls.setdefault(fn, {}).update(answers)
         self.log: list[tuple[str, str]] = []
-        for fn in sorted(set(self._calls) | {k for k, v in vars(pynvml).items()
-                                             if k.startswith("nvml") and callable(v)
-                                             and not isinstance(v, type)}):
+        for fn in sorted(
+            set(self._calls)
+            | {k for k, v in vars(pynvml).items() if k.startswith("nvml") and callable(v) and not isinstance(v, type)}
+        ):
             setattr(self, fn, self._function(fn))
 
     def _function(self, fn: str):
         def replay(*args):
-            key = ",".join(str(_index(a)) if isinstance(a, pynvml.c_nvmlDevice_t) else str(a)
-                           for a in args)
+            key = ",".join(str(_index(a)) if isinstance(a, pynvml.c_nvmlDevice_t) else str(a) for a in args)
             self.log.append((fn, key))
             answers = self._calls.get(fn, {})
             if key not in answers:

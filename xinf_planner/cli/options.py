@@ -11,26 +11,49 @@ import click
 
 def server_options(fn):
     """-e/--endpoint, --api-key, --username, --state: shared by the commands that talk to a server."""
-    fn = click.option("--state", "state_file", type=click.Path(dir_okay=False),
-                      help="State file (default: .xinf-plan/state.json beside the plan).")(fn)
-    fn = click.option("--username", "-u", default=None,
-                      help="Log in as this user; the password comes from $XINFERENCE_PASSWORD "
-                           "or a prompt.")(fn)
-    fn = click.option("--api-key", "-ak", envvar="XINFERENCE_API_KEY", default=None,
-                      help="API key or access token [env: XINFERENCE_API_KEY].")(fn)
-    fn = click.option("--endpoint", "-e", envvar="XINFERENCE_ENDPOINT", default=None,
-                      help="Xinference endpoint [env: XINFERENCE_ENDPOINT; default "
-                           "http://127.0.0.1:9997].")(fn)
+    fn = click.option(
+        "--state",
+        "state_file",
+        type=click.Path(dir_okay=False),
+        help="State file (default: .xinf-plan/state.json beside the plan).",
+    )(fn)
+    fn = click.option(
+        "--username",
+        "-u",
+        default=None,
+        help="Log in as this user; the password comes from $XINFERENCE_PASSWORD or a prompt.",
+    )(fn)
+    fn = click.option(
+        "--api-key",
+        "-ak",
+        envvar="XINFERENCE_API_KEY",
+        default=None,
+        help="API key or access token [env: XINFERENCE_API_KEY].",
+    )(fn)
+    fn = click.option(
+        "--endpoint",
+        "-e",
+        envvar="XINFERENCE_ENDPOINT",
+        default=None,
+        help="Xinference endpoint [env: XINFERENCE_ENDPOINT; default http://127.0.0.1:9997].",
+    )(fn)
     return fn
 
 
 def rollout_options(fn):
     """--max-unavailable, --allow-downtime: how apply and rollback roll changes (shell/deploy/rollouts.py)."""
-    fn = click.option("--allow-downtime", is_flag=True,
-                      help="Let a change stop every replica of a deployment when old and new cannot "
-                           "run side by side.")(fn)
-    fn = click.option("--max-unavailable", type=click.IntRange(min=1), default=1, show_default=True,
-                      help="Replicas a rolling change may take down at once.")(fn)
+    fn = click.option(
+        "--allow-downtime",
+        is_flag=True,
+        help="Let a change stop every replica of a deployment when old and new cannot run side by side.",
+    )(fn)
+    fn = click.option(
+        "--max-unavailable",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Replicas a rolling change may take down at once.",
+    )(fn)
     return fn
 
 

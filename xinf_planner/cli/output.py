@@ -47,13 +47,20 @@ class Reporter:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def replica_progress(self, uid: str, replicas: list[dict], elapsed_s: float,
-                         progress: dict[str, float | None]) -> None:
+    def replica_progress(
+        self, uid: str, replicas: list[dict], elapsed_s: float, progress: dict[str, float | None]
+    ) -> None:
         """One line per replica of a launching model (shell/deploy/wait.Progress)."""
-        self.replicas([(r.get("replica_model_uid") or uid,
-                        f"{r.get('status')} {r.get('worker_address')} {r.get('gpu_idx')}",
-                        replica_line(uid, r, elapsed_s, progress.get(r.get("replica_model_uid"))))
-                       for r in replicas])
+        self.replicas(
+            [
+                (
+                    r.get("replica_model_uid") or uid,
+                    f"{r.get('status')} {r.get('worker_address')} {r.get('gpu_idx')}",
+                    replica_line(uid, r, elapsed_s, progress.get(r.get("replica_model_uid"))),
+                )
+                for r in replicas
+            ]
+        )
 
     def replicas(self, rows: list[tuple[str, str, str]]) -> None:
         """rows: (key, state, text) per replica; off a terminal a line is written only when
@@ -82,5 +89,7 @@ def replica_line(uid: str, rep: dict, elapsed: float, progress: float | None) ->
         status = f"{CREATING} {progress:4.0%}"
     gpus = rep.get("gpu_idx")
     gpu_text = ",".join(map(str, gpus)) if gpus else "cpu" if gpus == [] else "-"
-    return (f"  {rep.get('replica_model_uid') or uid}  {status}  worker {rep.get('worker_address') or '-'}"
-            f"  gpus {gpu_text}  {elapsed:5.1f}s")
+    return (
+        f"  {rep.get('replica_model_uid') or uid}  {status}  worker {rep.get('worker_address') or '-'}"
+        f"  gpus {gpu_text}  {elapsed:5.1f}s"
+    )

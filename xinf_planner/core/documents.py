@@ -79,9 +79,11 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _represent_list(dumper: yaml.SafeDumper, data: list):
-    flow = bool(data) and len(data) <= 16 and all(
-        (isinstance(x, str) and len(x) <= 12) or isinstance(x, (int, float, bool)) or x is None
-        for x in data)
+    flow = (
+        bool(data)
+        and len(data) <= 16
+        and all((isinstance(x, str) and len(x) <= 12) or isinstance(x, (int, float, bool)) or x is None for x in data)
+    )
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
 
@@ -91,5 +93,4 @@ _Dumper.add_representer(list, _represent_list)
 def dump_document(doc: Any, fmt: str = "yaml") -> str:
     if fmt == "json":
         return json.dumps(doc, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100,
-                     default_flow_style=False)
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)

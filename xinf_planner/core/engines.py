@@ -120,8 +120,13 @@ def reservation(engine: str) -> Reservation | None:
     res = facts(engine).get("reservation")
     if res is None:
         return None
-    return Reservation(res["key"], float(res["default"]), float(res["margin"]), float(res["cap"]),
-                       tuple((int(a), float(b)) for a, b in res.get("by_tp") or ()))
+    return Reservation(
+        res["key"],
+        float(res["default"]),
+        float(res["margin"]),
+        float(res["cap"]),
+        tuple((int(a), float(b)) for a, b in res.get("by_tp") or ()),
+    )
 
 
 def reservation_key(engine: str) -> str | None:

@@ -172,9 +172,23 @@ def _host_to_dict(h: Host) -> dict:
     d = _compact(h, {"notes": []})
     d["gpus"] = [_gpu_to_dict(g) for g in h.gpus]
     # keep the document order of the README: name first, gpus then topology last
-    order = ["name", "worker_address", "os", "arch", "cpu_model", "cpu_cores", "memory_total_bytes",
-             "memory_available_bytes", "memory_bandwidth_gbps", "driver_version", "cuda_version",
-             "gpu_wired_limit_bytes", "gpus", "topology", "notes"]
+    order = [
+        "name",
+        "worker_address",
+        "os",
+        "arch",
+        "cpu_model",
+        "cpu_cores",
+        "memory_total_bytes",
+        "memory_available_bytes",
+        "memory_bandwidth_gbps",
+        "driver_version",
+        "cuda_version",
+        "gpu_wired_limit_bytes",
+        "gpus",
+        "topology",
+        "notes",
+    ]
     out = {k: d[k] for k in order if k in d}
     out.update({k: v for k, v in d.items() if k not in out})
     out.update(h.extra)
@@ -187,13 +201,16 @@ def check_semantics(inv: Inventory, name: str = "inventory") -> None:
     seen_workers: dict[str, int] = {}
     for i, h in enumerate(inv.hosts):
         if h.name in seen_names:
-            raise InvalidInput(f"{name}: $.hosts[{i}].name: host name {h.name!r} is used twice "
-                               f"(also $.hosts[{seen_names[h.name]}])")
+            raise InvalidInput(
+                f"{name}: $.hosts[{i}].name: host name {h.name!r} is used twice (also $.hosts[{seen_names[h.name]}])"
+            )
         seen_names[h.name] = i
         if h.worker_address:
             if h.worker_address in seen_workers:
-                raise InvalidInput(f"{name}: $.hosts[{i}].worker_address: {h.worker_address!r} is used twice "
-                                   f"(also $.hosts[{seen_workers[h.worker_address]}])")
+                raise InvalidInput(
+                    f"{name}: $.hosts[{i}].worker_address: {h.worker_address!r} is used twice "
+                    f"(also $.hosts[{seen_workers[h.worker_address]}])"
+                )
             seen_workers[h.worker_address] = i
         seen_idx: set[int] = set()
         for j, g in enumerate(h.gpus):
@@ -201,20 +218,18 @@ def check_semantics(inv: Inventory, name: str = "inventory") -> None:
                 raise InvalidInput(f"{name}: $.hosts[{i}].gpus[{j}].index: GPU index {g.index} is used twice")
             seen_idx.add(g.index)
             if g.memory_used_bytes > g.memory_total_bytes:
-                raise InvalidInput(f"{name}: $.hosts[{i}].gpus[{j}].memory_used_bytes: "
-                                   f"larger than memory_total_bytes")
+                raise InvalidInput(f"{name}: $.hosts[{i}].gpus[{j}].memory_used_bytes: larger than memory_total_bytes")
             if g.vendor == "nvidia" and not g.compute_capability:
-                raise InvalidInput(f"{name}: $.hosts[{i}].gpus[{j}].compute_capability: "
-                                   f"is required for NVIDIA GPUs")
+                raise InvalidInput(f"{name}: $.hosts[{i}].gpus[{j}].compute_capability: is required for NVIDIA GPUs")
         if h.topology is not None:
             n = len(h.gpus)
             if len(h.topology) != n:
-                raise InvalidInput(f"{name}: $.hosts[{i}].topology: has {len(h.topology)} rows "
-                                   f"but the host has {n} GPUs")
+                raise InvalidInput(
+                    f"{name}: $.hosts[{i}].topology: has {len(h.topology)} rows but the host has {n} GPUs"
+                )
             for r, row in enumerate(h.topology):
                 if len(row) != n:
-                    raise InvalidInput(f"{name}: $.hosts[{i}].topology[{r}]: has {len(row)} columns, "
-                                       f"expected {n}")
+                    raise InvalidInput(f"{name}: $.hosts[{i}].topology[{r}]: has {len(row)} columns, expected {n}")
                 if row[r] != "X":
                     raise InvalidInput(f"{name}: $.hosts[{i}].topology[{r}][{r}]: the diagonal must be 'X'")
                 for c, cell in enumerate(row):
@@ -237,8 +252,9 @@ def merge_inventories(parts: Iterable[tuple[str, Inventory]]) -> Inventory:
             if h.name in owner:
                 raise InvalidInput(f"host name {h.name!r} appears in both {owner[h.name]} and {source}")
             if h.worker_address and h.worker_address in owner_worker:
-                raise InvalidInput(f"worker address {h.worker_address!r} appears in both "
-                                   f"{owner_worker[h.worker_address]} and {source}")
+                raise InvalidInput(
+                    f"worker address {h.worker_address!r} appears in both {owner_worker[h.worker_address]} and {source}"
+                )
             owner[h.name] = source
             if h.worker_address:
                 owner_worker[h.worker_address] = source

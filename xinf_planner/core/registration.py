@@ -23,11 +23,11 @@ R1_ABILITIES = ["chat", "reasoning"]
 
 @dataclass
 class LocalModel:
-    path: str                         # the folder, absolute
-    model_format: str                 # ggufv2 | pytorch | awq | gptq | fp8 | mlx
-    quantization: str                 # F16, Q4_K_M, none, Int4, 4bit, ...
+    path: str  # the folder, absolute
+    model_format: str  # ggufv2 | pytorch | awq | gptq | fp8 | mlx
+    quantization: str  # F16, Q4_K_M, none, Int4, 4bit, ...
     model_file_name_template: str | None = None
-    architecture: str | None = None   # "qwen2", "Qwen2ForCausalLM", ...
+    architecture: str | None = None  # "qwen2", "Qwen2ForCausalLM", ...
     num_layers: int | None = None
     hidden_size: int | None = None
     num_attention_heads: int | None = None
@@ -42,8 +42,13 @@ class LocalModel:
         return asdict(self)
 
 
-def registration_for(model: LocalModel, model_name: str, model_family: str,
-                     context_length: int | None = None, worker_ip: str | None = None) -> dict:
+def registration_for(
+    model: LocalModel,
+    model_name: str,
+    model_family: str,
+    context_length: int | None = None,
+    worker_ip: str | None = None,
+) -> dict:
     """The plan's ``deployments[].registration`` block for these local weights."""
     if not NAME_OK.match(model_name):
         raise InvalidInput(f"model name {model_name!r}: use letters, digits, '.', '_' and '-' only")

@@ -107,26 +107,46 @@ def _registration_doc(dep: dict) -> dict:
 
 def render_shell(doc: dict, templates: dict[str, str]) -> str:
     deployments = doc["deployments"]
-    out = [fill(templates, "render/shell_header.sh.tmpl", {"fingerprint": doc["inventory"]["fingerprint"],
-                                                           "count": len(deployments)})]
+    out = [
+        fill(
+            templates,
+            "render/shell_header.sh.tmpl",
+            {"fingerprint": doc["inventory"]["fingerprint"], "count": len(deployments)},
+        )
+    ]
     for dep in deployments:
         reg = dep.get("registration")
         if reg:
             worker = reg.get("worker_ip")
-            out.append(fill(templates, "render/shell_register.sh.tmpl", {
-                "name": _one_line(dep["name"]), "model_name": _one_line(reg["model_name"]),
-                "model_family": _one_line(reg["model_family"]),
-                "registration_json": json.dumps(_registration_doc(dep), indent=2),
-                "worker_flag": f" --worker-ip {shlex.quote(worker)}" if worker else "",
-            }))
+            out.append(
+                fill(
+                    templates,
+                    "render/shell_register.sh.tmpl",
+                    {
+                        "name": _one_line(dep["name"]),
+                        "model_name": _one_line(reg["model_name"]),
+                        "model_family": _one_line(reg["model_family"]),
+                        "registration_json": json.dumps(_registration_doc(dep), indent=2),
+                        "worker_flag": f" --worker-ip {shlex.quote(worker)}" if worker else "",
+                    },
+                )
+            )
         args = launch_cli_args(launch_args(dep))
         pairs = _pair_flags(args)
         flags = " \\\n".join("  " + " ".join(shlex.quote(a) for a in pair) for pair in pairs)
-        out.append(fill(templates, "render/shell_launch.sh.tmpl", {
-            "name": _one_line(dep["name"]), "model": _one_line(dep["model"]),
-            "engine": _one_line(dep["launch"]["model_engine"]),
-            "replicas": _one_line(dep["launch"]["replica"]), "flags": flags,
-        }))
+        out.append(
+            fill(
+                templates,
+                "render/shell_launch.sh.tmpl",
+                {
+                    "name": _one_line(dep["name"]),
+                    "model": _one_line(dep["model"]),
+                    "engine": _one_line(dep["launch"]["model_engine"]),
+                    "replicas": _one_line(dep["launch"]["replica"]),
+                    "flags": flags,
+                },
+            )
+        )
     return "".join(text if text.endswith("\n") else text + "\n" for text in out)
 
 
@@ -158,12 +178,16 @@ def _registrations(doc: dict) -> list[dict]:
 
 
 def render_python(doc: dict, templates: dict[str, str]) -> str:
-    return fill(templates, "render/python.py.tmpl", {
-        "fingerprint": doc["inventory"]["fingerprint"],
-        "count": len(doc["deployments"]),
-        "registrations": _json_literal(_registrations(doc)),
-        "launches": _json_literal([launch_args(dep) for dep in doc["deployments"]]),
-    })
+    return fill(
+        templates,
+        "render/python.py.tmpl",
+        {
+            "fingerprint": doc["inventory"]["fingerprint"],
+            "count": len(doc["deployments"]),
+            "registrations": _json_literal(_registrations(doc)),
+            "launches": _json_literal([launch_args(dep) for dep in doc["deployments"]]),
+        },
+    )
 
 
 def _json_literal(value: Any) -> str:
@@ -175,9 +199,13 @@ def rest_requests(doc: dict) -> list[dict]:
     """The HTTP requests, in order, that the Python client would send."""
     requests: list[dict] = []
     for reg in _registrations(doc):
-        requests.append({"method": "POST", "path": "/v1/model_registrations/LLM",
-                         "body": {"model": json.dumps(reg["model"]), "worker_ip": reg.get("worker_ip"),
-                                  "persist": True}})
+        requests.append(
+            {
+                "method": "POST",
+                "path": "/v1/model_registrations/LLM",
+                "body": {"model": json.dumps(reg["model"]), "worker_ip": reg.get("worker_ip"), "persist": True},
+            }
+        )
     for dep in doc["deployments"]:
         body = launch_args(dep)
         body.setdefault("model_type", "LLM")
@@ -187,5 +215,6 @@ def rest_requests(doc: dict) -> list[dict]:
 
 def render_json(doc: dict, templates: dict[str, str]) -> str:
     requests = json.dumps(rest_requests(doc), indent=2).replace("\n", "\n  ")
-    return fill(templates, "render/rest.json.tmpl", {"fingerprint": doc["inventory"]["fingerprint"],
-                                                     "requests": requests})
+    return fill(
+        templates, "render/rest.json.tmpl", {"fingerprint": doc["inventory"]["fingerprint"], "requests": requests}
+    )

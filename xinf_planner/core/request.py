@@ -39,8 +39,12 @@ class ModelRequest:
         return self.family if self.size is None else f"{self.family}:{self.size}"
 
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {"model": self.ref, "share": self.share,
-                               "context_length": self.context_length, "concurrency": self.concurrency}
+        out: dict[str, Any] = {
+            "model": self.ref,
+            "share": self.share,
+            "context_length": self.context_length,
+            "concurrency": self.concurrency,
+        }
         if self.model_path is not None:
             out["model_path"] = self.model_path
         if self.replicas is not None:
@@ -60,14 +64,13 @@ class Request:
     headroom_fraction: float = 0.0
     tool_calling: bool = False
     strategy: str = "spread"
-    interconnect: str = "ethernet"              # between hosts: decides TP x PP of a sharded replica
-    model_path_on_every_worker: bool = False    # local weights may spread over hosts
-    enable_virtual_env: bool | None = None      # None: Xinference's default (on)
+    interconnect: str = "ethernet"  # between hosts: decides TP x PP of a sharded replica
+    model_path_on_every_worker: bool = False  # local weights may spread over hosts
+    enable_virtual_env: bool | None = None  # None: Xinference's default (on)
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {"models": [m.to_dict() for m in self.models],
-                               "objective": self.objective}
+        out: dict[str, Any] = {"models": [m.to_dict() for m in self.models], "objective": self.objective}
         for key in ("engines", "formats", "quantizations"):
             value = getattr(self, key)
             if value is not None:
@@ -132,25 +135,32 @@ def request_from_intent(doc: Any, name: str = "intent") -> Request:
     concurrency = doc.get("concurrency", DEFAULT_CONCURRENCY)
     entries = doc.get("models") or [{"model": doc["model"]}]
     if "model" in doc:
-        entries = [{"model": doc["model"],
-                    **({"model_path": doc["model_path"]} if "model_path" in doc else {}),
-                    **({"replicas": doc["replicas"]} if "replicas" in doc else {})}]
+        entries = [
+            {
+                "model": doc["model"],
+                **({"model_path": doc["model_path"]} if "model_path" in doc else {}),
+                **({"replicas": doc["replicas"]} if "replicas" in doc else {}),
+            }
+        ]
     elif "model_path" in doc:
         if len(entries) != 1:
             raise InvalidInput(f"{name}: $.model_path: with several models, give model_path per model")
         entries = [{**entries[0], "model_path": entries[0].get("model_path", doc["model_path"])}]
     models = []
-    for i, entry in enumerate(entries):
+    for entry in entries:
         family, size = split_ref(entry["model"])
         replicas = entry.get("replicas", doc.get("replicas") if len(entries) == 1 else None)
-        models.append(ModelRequest(
-            family=family, size=size,
-            context_length=entry.get("context_length", context),
-            concurrency=entry.get("concurrency", concurrency),
-            share=float(entry.get("share", 1.0)),
-            model_path=entry.get("model_path"),
-            replicas=replicas,
-        ))
+        models.append(
+            ModelRequest(
+                family=family,
+                size=size,
+                context_length=entry.get("context_length", context),
+                concurrency=entry.get("concurrency", concurrency),
+                share=float(entry.get("share", 1.0)),
+                model_path=entry.get("model_path"),
+                replicas=replicas,
+            )
+        )
     if "replicas" in doc and len(models) > 1:
         raise InvalidInput(f"{name}: $.replicas: with several models, give replicas per model")
     gib, fraction = parse_headroom(doc.get("headroom"))

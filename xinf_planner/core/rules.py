@@ -42,10 +42,10 @@ def cc_text(cc: tuple[int, int] | None) -> str:
 _BITS_PATTERNS = (
     (re.compile(r"^(b?f16|bf16|fp16|float16|bfloat16|none)$", re.I), "16"),
     (re.compile(r"fp8|f8|e4m3", re.I), "fp8"),
-    (re.compile(r"^(?:ud-)?i?q(\d)", re.I), None),   # GGUF: Q4_K_M, IQ2_XXS, UD-Q2_K_XL
-    (re.compile(r"^int(\d+)$", re.I), None),          # AWQ/GPTQ: Int4, Int8
-    (re.compile(r"^(\d+)[-_]?bits?$", re.I), None),     # MLX "4bit", bnb "8-bit"
-    (re.compile(r"^w(\d+)a\d+", re.I), None),          # w8a8, w4a16
+    (re.compile(r"^(?:ud-)?i?q(\d)", re.I), None),  # GGUF: Q4_K_M, IQ2_XXS, UD-Q2_K_XL
+    (re.compile(r"^int(\d+)$", re.I), None),  # AWQ/GPTQ: Int4, Int8
+    (re.compile(r"^(\d+)[-_]?bits?$", re.I), None),  # MLX "4bit", bnb "8-bit"
+    (re.compile(r"^w(\d+)a\d+", re.I), None),  # w8a8, w4a16
 )
 
 
@@ -85,6 +85,7 @@ def precision_label(precision: str) -> str:
 
 
 # -- platform --------------------------------------------------------------------------------
+
 
 def platform_reason(engine: str, host, gpu_vendor: str | None) -> str | None:
     """Can ``engine`` run on ``host``, on GPUs of ``gpu_vendor`` (None: on the CPU)?"""
@@ -127,6 +128,7 @@ def family_reason(engine: str, arch) -> str | None:
 
 # -- compute capability ----------------------------------------------------------------------
 
+
 def dtype_for(engine: str, precision: str, cc: tuple[int, int] | None) -> str | None:
     """The ``dtype`` a vLLM/SGLang launch must set: float16 below CC 8.0, else None (the model's
     bf16). Transformers already loads float16 on CUDA (Xinference's preferred dtype for the
@@ -138,16 +140,16 @@ def dtype_for(engine: str, precision: str, cc: tuple[int, int] | None) -> str | 
     return None
 
 
-def cc_reason(engine: str, model_format: str, precision: str, cc: tuple[int, int] | None,
-              gpu_name: str = "this GPU") -> str | None:
+def cc_reason(
+    engine: str, model_format: str, precision: str, cc: tuple[int, int] | None, gpu_name: str = "this GPU"
+) -> str | None:
     """Compute-capability floors of the engine and of the spec's kernels (NVIDIA only)."""
     if cc is None:
         return None
     floors = facts()["compute_capability"]
     need = engines.facts(engine).get("min_cc")
     if need and cc < parse_cc(need):
-        return (f"{engine} needs compute capability {need} or newer; {gpu_name} is "
-                f"{cc_text(cc)}.")
+        return f"{engine} needs compute capability {need} or newer; {gpu_name} is {cc_text(cc)}."
     if engine in ("vllm", "sglang", "transformers"):
         kernel = None
         if model_format in ("awq", "gptq"):
@@ -155,12 +157,15 @@ def cc_reason(engine: str, model_format: str, precision: str, cc: tuple[int, int
         elif precision == "fp8":
             kernel = "fp8"
         if kernel and cc < parse_cc(floors[kernel]):
-            return (f"{kernel.upper()} kernels need compute capability {floors[kernel]} or newer; "
-                    f"{gpu_name} is {cc_text(cc)}.")
+            return (
+                f"{kernel.upper()} kernels need compute capability {floors[kernel]} or newer; "
+                f"{gpu_name} is {cc_text(cc)}."
+            )
     return None
 
 
 # -- tensor parallelism ----------------------------------------------------------------------
+
 
 def tp_sizes() -> list[int]:
     return list(facts()["tensor_parallel"]["sizes"])
@@ -193,8 +198,8 @@ def tp_reason(arch: Any, tp: int, model_format: str) -> str | None:
         group = facts()["tensor_parallel"]["quant_group_size"]
         inter = arch.intermediate_size
         if inter % tp or (inter // tp) % group:
-            return (f"TP {tp} splits the intermediate size {inter} into shards of "
-                    f"{inter / tp:g}, not a multiple of the {model_format.upper()} group size {group}.")
+            return (
+                f"TP {tp} splits the intermediate size {inter} into shards of "
+                f"{inter / tp:g}, not a multiple of the {model_format.upper()} group size {group}."
+            )
     return None
-
-

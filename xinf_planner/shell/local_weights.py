@@ -20,12 +20,46 @@ from xinf_planner.core.registration import LocalModel
 from xinf_planner.errors import InvalidInput
 
 # GGUF quantization names as llama.cpp writes them in file names (longest first matters).
-GGUF_QUANTS = sorted([
-    "F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q5_1", "Q4_K_M", "Q4_K_S",
-    "Q4_0", "Q4_1", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K", "Q2_K_L", "Q2_K_S", "IQ4_XS", "IQ4_NL",
-    "IQ3_M", "IQ3_S", "IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S",
-    "TQ1_0", "TQ2_0", "MXFP4",
-], key=len, reverse=True)
+GGUF_QUANTS = sorted(
+    [
+        "F32",
+        "F16",
+        "BF16",
+        "Q8_0",
+        "Q6_K",
+        "Q5_K_M",
+        "Q5_K_S",
+        "Q5_0",
+        "Q5_1",
+        "Q4_K_M",
+        "Q4_K_S",
+        "Q4_0",
+        "Q4_1",
+        "Q3_K_L",
+        "Q3_K_M",
+        "Q3_K_S",
+        "Q2_K",
+        "Q2_K_L",
+        "Q2_K_S",
+        "IQ4_XS",
+        "IQ4_NL",
+        "IQ3_M",
+        "IQ3_S",
+        "IQ3_XS",
+        "IQ3_XXS",
+        "IQ2_M",
+        "IQ2_S",
+        "IQ2_XS",
+        "IQ2_XXS",
+        "IQ1_M",
+        "IQ1_S",
+        "TQ1_0",
+        "TQ2_0",
+        "MXFP4",
+    ],
+    key=len,
+    reverse=True,
+)
 _SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
 
 
@@ -53,14 +87,16 @@ def _gguf_quant_from_name(name: str) -> str | None:
     for quant in GGUF_QUANTS:
         for sep in ("-", ".", "_"):
             if upper.endswith(sep + quant):
-                return stem[len(stem) - len(quant):]
+                return stem[len(stem) - len(quant) :]
     return None
 
 
 def _detect_gguf(folder: Path, files: list[Path], quantization: str | None) -> LocalModel:
     if any(_SPLIT.search(f.name) for f in files):
-        raise InvalidInput(f"{folder}: split GGUF files (-0000N-of-0000M) are not supported; "
-                           "merge them with llama-gguf-split --merge first")
+        raise InvalidInput(
+            f"{folder}: split GGUF files (-0000N-of-0000M) are not supported; "
+            "merge them with llama-gguf-split --merge first"
+        )
     found = {}
     for f in files:
         quant = _gguf_quant_from_name(f.name)
@@ -75,16 +111,17 @@ def _detect_gguf(folder: Path, files: list[Path], quantization: str | None) -> L
             found[quant] = (f, f.name[: len(f.name) - 5 - len(quant)] + "{quantization}.gguf")
     if quantization is None:
         if len(found) > 1:
-            raise InvalidInput(f"{folder} holds several GGUF quantizations ({', '.join(sorted(found))}); "
-                               "choose one")
+            raise InvalidInput(f"{folder} holds several GGUF quantizations ({', '.join(sorted(found))}); choose one")
         quantization = next(iter(found))
     if quantization not in found:
-        raise InvalidInput(f"{folder}: no GGUF file for quantization {quantization!r} "
-                           f"(found {', '.join(sorted(found))})")
+        raise InvalidInput(
+            f"{folder}: no GGUF file for quantization {quantization!r} (found {', '.join(sorted(found))})"
+        )
     path, template = found[quantization]
     if template is None:
-        raise InvalidInput(f"{path}: name the file like NAME-{quantization}.gguf so Xinference can find it "
-                           "by its quantization")
+        raise InvalidInput(
+            f"{path}: name the file like NAME-{quantization}.gguf so Xinference can find it by its quantization"
+        )
     meta = read_gguf_metadata(path, with_tensors=True)
     arch = meta.get("general.architecture")
 
@@ -96,19 +133,42 @@ def _detect_gguf(folder: Path, files: list[Path], quantization: str | None) -> L
     tokens = meta.get("tokenizer.ggml.tokens")
     head_dim = key("attention.key_length") or (hidden // heads if hidden and heads else None)
     return LocalModel(
-        path=str(folder), model_format="ggufv2", quantization=quantization,
-        model_file_name_template=template, architecture=arch,
-        num_layers=key("block_count"), hidden_size=hidden, num_attention_heads=heads,
-        num_kv_heads=key("attention.head_count_kv") or heads, head_dim=head_dim,
+        path=str(folder),
+        model_format="ggufv2",
+        quantization=quantization,
+        model_file_name_template=template,
+        architecture=arch,
+        num_layers=key("block_count"),
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_kv_heads=key("attention.head_count_kv") or heads,
+        head_dim=head_dim,
         vocab_size=len(tokens) if isinstance(tokens, list) else meta.get(f"{arch}.vocab_size"),
-        params=meta.get("_params"), context_length=key("context_length"),
+        params=meta.get("_params"),
+        context_length=key("context_length"),
     )
 
 
 # llama.cpp's LlamaFileType numbering (gguf-py constants.py)
-_FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-               11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-               17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
+_FILE_TYPES = {
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    32: "BF16",
+}
 
 
 def _file_type_name(value) -> str | None:
@@ -155,8 +215,7 @@ def _read_with_gguf(path: Path, with_tensors: bool) -> dict:
     return out
 
 
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
-            12: "<d"}
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 
 
 def _read_gguf_header(path: Path, with_tensors: bool) -> dict:
@@ -166,6 +225,7 @@ def _read_gguf_header(path: Path, with_tensors: bool) -> dict:
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc}") from None
     with fh:
+
         def read(fmt):
             size = struct.calcsize(fmt)
             data = fh.read(size)
@@ -235,8 +295,9 @@ def _detect_hf(folder: Path, config_path: Path) -> LocalModel:
         elif method == "fp8":
             fmt, quant = "fp8", "FP8"
         else:
-            raise InvalidInput(f"{config_path}: quantization method {method or '?'!r} is not one "
-                               "Xinference registers (awq, gptq, fp8)")
+            raise InvalidInput(
+                f"{config_path}: quantization method {method or '?'!r} is not one Xinference registers (awq, gptq, fp8)"
+            )
     else:
         fmt, quant = "pytorch", "none"
     heads = text.get("num_attention_heads")
@@ -246,13 +307,19 @@ def _detect_hf(folder: Path, config_path: Path) -> LocalModel:
         notes.append("parameter count read from packed quantized tensors: an underestimate")
     archs = config.get("architectures") or []
     return LocalModel(
-        path=str(folder), model_format=fmt, quantization=quant,
+        path=str(folder),
+        model_format=fmt,
+        quantization=quant,
         architecture=archs[0] if archs else config.get("model_type"),
-        num_layers=text.get("num_hidden_layers"), hidden_size=hidden, num_attention_heads=heads,
+        num_layers=text.get("num_hidden_layers"),
+        hidden_size=hidden,
+        num_attention_heads=heads,
         num_kv_heads=text.get("num_key_value_heads") or heads,
         head_dim=text.get("head_dim") or (hidden // heads if hidden and heads else None),
-        vocab_size=text.get("vocab_size"), params=params,
-        context_length=text.get("max_position_embeddings"), notes=notes,
+        vocab_size=text.get("vocab_size"),
+        params=params,
+        context_length=text.get("max_position_embeddings"),
+        notes=notes,
     )
 
 

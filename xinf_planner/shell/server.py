@@ -31,8 +31,8 @@ from xinf_planner.errors import (
 )
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9997"
-CONNECT_TIMEOUT_S = 3.0   # TCP connect; an unreachable server is reported well under 10 s
-READ_TIMEOUT_S = 60.0     # one REST call (a launch with wait_ready=False returns at once)
+CONNECT_TIMEOUT_S = 3.0  # TCP connect; an unreachable server is reported well under 10 s
+READ_TIMEOUT_S = 60.0  # one REST call (a launch with wait_ready=False returns at once)
 PROBE_READ_TIMEOUT_S = 5.0  # the first call: a server that accepts but never answers counts as down
 CHAT_TIMEOUT_S = 120.0
 MASK = "***"
@@ -69,8 +69,10 @@ def resolve_endpoint(endpoint: str | None, environ: dict) -> str:
     if "://" not in url:
         url = "http://" + url
     if "@" in url.partition("://")[2].split("/", 1)[0]:
-        raise InvalidInput(f"endpoint {mask_url(url)}: put credentials in --username (password from "
-                           "$XINFERENCE_PASSWORD) or --api-key, not in the URL")
+        raise InvalidInput(
+            f"endpoint {mask_url(url)}: put credentials in --username (password from "
+            "$XINFERENCE_PASSWORD) or --api-key, not in the URL"
+        )
     return url.rstrip("/")
 
 
@@ -148,19 +150,19 @@ def connect(endpoint: str, creds: Credentials = Credentials()) -> "Connection":
     try:
         probe = requests.get(f"{url}/v1/cluster/auth", timeout=(CONNECT_TIMEOUT_S, PROBE_READ_TIMEOUT_S))
     except requests.RequestException as exc:
-        raise ServerUnreachable(f"cannot reach the Xinference server at {mask_url(url)}: "
-                                f"{_reason(exc)}") from None
+        raise ServerUnreachable(f"cannot reach the Xinference server at {mask_url(url)}: {_reason(exc)}") from None
     if probe.status_code != 200:
-        raise ServerUnreachable(f"{mask_url(url)} does not answer like an Xinference server "
-                                f"(GET /v1/cluster/auth: HTTP {probe.status_code})")
+        raise ServerUnreachable(
+            f"{mask_url(url)} does not answer like an Xinference server "
+            f"(GET /v1/cluster/auth: HTTP {probe.status_code})"
+        )
     from xinference_client import RESTfulClient
 
     conn = Connection(url, secrets)
     try:
         client = RESTfulClient(url, api_key=creds.api_key)
     except requests.RequestException as exc:
-        raise ServerUnreachable(f"cannot reach the Xinference server at {mask_url(url)}: "
-                                f"{_reason(exc)}") from None
+        raise ServerUnreachable(f"cannot reach the Xinference server at {mask_url(url)}: {_reason(exc)}") from None
     client.session.close()
     client.session = _timed_session_class()()
     conn.client = client
@@ -170,8 +172,10 @@ def connect(endpoint: str, creds: Credentials = Credentials()) -> "Connection":
             raise AuthFailed(f"a password is needed to log in as {creds.username!r}")
         conn._call("log in", lambda: client.login(creds.username, creds.password))
     elif conn.auth_enabled and not creds.api_key:
-        raise AuthFailed(f"{mask_url(url)} requires authentication: pass --api-key "
-                         "(or $XINFERENCE_API_KEY), or --username with $XINFERENCE_PASSWORD")
+        raise AuthFailed(
+            f"{mask_url(url)} requires authentication: pass --api-key "
+            "(or $XINFERENCE_API_KEY), or --username with $XINFERENCE_PASSWORD"
+        )
     conn._call("list models", client.list_models)  # proves the credentials
     return conn
 
@@ -221,8 +225,9 @@ class Connection:
         try:
             return fn()
         except requests.RequestException as exc:
-            raise ServerUnreachable(f"lost the Xinference server at {mask_url(self.url)} while "
-                                    f"trying to {what}: {_reason(exc)}") from None
+            raise ServerUnreachable(
+                f"lost the Xinference server at {mask_url(self.url)} while trying to {what}: {_reason(exc)}"
+            ) from None
         except (RuntimeError, ValueError, KeyError) as exc:
             status = getattr(getattr(self.client, "session", None), "last_status", None)
             message = self.scrub(_detail(str(exc)))
@@ -230,8 +235,7 @@ class Connection:
                 hint = ""
                 if status == 403 and what not in ("log in", "list models"):
                     hint = " (API keys may only list, describe and infer; use --username to log in)"
-                raise AuthFailed(f"{what}: permission refused by the server (HTTP {status}): "
-                                 f"{message}{hint}") from None
+                raise AuthFailed(f"{what}: permission refused by the server (HTTP {status}): {message}{hint}") from None
             raise ServerError(f"{what}: {message}") from None
 
     # --- server facts -------------------------------------------------------------------
@@ -251,12 +255,15 @@ class Connection:
 
     def cluster_info(self) -> list[dict]:
         """``GET /v1/cluster/info?detailed=true``: supervisor and workers with GPU/memory facts."""
+
         def get():
-            resp = self.client.session.get(f"{self.url}/v1/cluster/info", params={"detailed": "true"},
-                                           headers=self.client._headers)
+            resp = self.client.session.get(
+                f"{self.url}/v1/cluster/info", params={"detailed": "true"}, headers=self.client._headers
+            )
             if resp.status_code != 200:
                 raise RuntimeError(_http_detail(resp))
             return resp.json()
+
         return self._call("read the cluster info", get)
 
     def workers(self) -> list[dict]:
@@ -275,14 +282,17 @@ class Connection:
     def registration(self, model_name: str) -> dict | None:
         """The LLM registration under this name, or None when there is none."""
         try:
-            return self._call("read a model registration",
-                              lambda: self.client.get_model_registration("LLM", model_name))
+            return self._call(
+                "read a model registration", lambda: self.client.get_model_registration("LLM", model_name)
+            )
         except ServerError:
             return None
 
     def register(self, spec: dict, worker_ip: str | None = None, persist: bool = True) -> None:
-        self._call(f"register {spec.get('model_name')}", lambda: self.client.register_model(
-            "LLM", json.dumps(spec, sort_keys=True), persist, worker_ip))
+        self._call(
+            f"register {spec.get('model_name')}",
+            lambda: self.client.register_model("LLM", json.dumps(spec, sort_keys=True), persist, worker_ip),
+        )
 
     def unregister(self, model_name: str) -> None:
         self._call(f"unregister {model_name}", lambda: self.client.unregister_model("LLM", model_name))
@@ -290,9 +300,10 @@ class Connection:
     def engines(self, model_name: str) -> dict:
         """Engines installed on the worker for this model (virtual envs off): name -> specs,
         or name -> a string saying why the engine is unavailable."""
-        return self._call(f"query the engines for {model_name}",
-                          lambda: self.client.query_engine_by_model_name(
-                              model_name, model_type="LLM", enable_virtual_env=False))
+        return self._call(
+            f"query the engines for {model_name}",
+            lambda: self.client.query_engine_by_model_name(model_name, model_type="LLM", enable_virtual_env=False),
+        )
 
     # --- models ---------------------------------------------------------------------------
     def running(self) -> dict[str, dict]:
@@ -307,8 +318,9 @@ class Connection:
 
     def instance(self, model_name: str, model_uid: str) -> dict | None:
         """The instance record (status, replica_statuses[] with errors), or None if gone."""
-        info = self._call(f"read the status of {model_uid}",
-                          lambda: self.client.get_instance_info(model_name, model_uid))
+        info = self._call(
+            f"read the status of {model_uid}", lambda: self.client.get_instance_info(model_name, model_uid)
+        )
         for item in info or []:
             if item.get("model_uid") == model_uid:
                 return item
@@ -316,8 +328,9 @@ class Connection:
 
     def progress(self, model_uid: str) -> dict | None:
         try:
-            return self._call(f"read the launch progress of {model_uid}",
-                              lambda: self.client.get_launch_model_progress(model_uid))
+            return self._call(
+                f"read the launch progress of {model_uid}", lambda: self.client.get_launch_model_progress(model_uid)
+            )
         except ServerError:
             return None
 
@@ -329,6 +342,7 @@ class Connection:
         ``replica_config`` (``{"devices": [{"worker_ip": "ip:port", "gpu_idx"|"n_gpu": ...}]}``).
         The server answers when the replica is loaded (or failed), so the read timeout is
         the launch timeout. Returns ``{replica_id, replica_model_uid, worker_address}``."""
+
         def add():
             session = self.client.session
             old = session.read_timeout
@@ -337,21 +351,23 @@ class Connection:
                 return self.client.add_model_replica(model_uid, replica_config=replica_config)
             finally:
                 session.read_timeout = old
+
         return self._call(f"add a replica to {model_uid}", add)
 
     def terminate_replica(self, model_uid: str, replica_id: int) -> int:
         """``terminate_model_replica``: stop one replica; returns how many remain (at 0 the
         server drops the model)."""
-        return self._call(f"terminate replica {replica_id} of {model_uid}",
-                          lambda: self.client.terminate_model_replica(model_uid, replica_id))
+        return self._call(
+            f"terminate replica {replica_id} of {model_uid}",
+            lambda: self.client.terminate_model_replica(model_uid, replica_id),
+        )
 
     def cancel_launch(self, model_uid: str) -> None:
-        self._call(f"cancel the launch of {model_uid}",
-                   lambda: self.client.cancel_launch_model(model_uid))
+        self._call(f"cancel the launch of {model_uid}", lambda: self.client.cancel_launch_model(model_uid))
 
-    def smoke_chat(self, model_uid: str, max_tokens: int = 8,
-                   prompt: str = "Say hello.") -> SmokeResult:
+    def smoke_chat(self, model_uid: str, max_tokens: int = 8, prompt: str = "Say hello.") -> SmokeResult:
         """A short streamed chat completion at temperature 0: first-token latency and speed."""
+
         def chat():
             session = self.client.session
             old = session.read_timeout
@@ -359,15 +375,24 @@ class Connection:
             try:
                 start = time.monotonic()
                 resp = session.post(
-                    f"{self.url}/v1/chat/completions", headers=self.client._headers, stream=True,
-                    json={"model": model_uid, "messages": [{"role": "user", "content": prompt}],
-                          "max_tokens": max_tokens, "temperature": 0, "stream": True,
-                          "stream_options": {"include_usage": True}})
+                    f"{self.url}/v1/chat/completions",
+                    headers=self.client._headers,
+                    stream=True,
+                    json={
+                        "model": model_uid,
+                        "messages": [{"role": "user", "content": prompt}],
+                        "max_tokens": max_tokens,
+                        "temperature": 0,
+                        "stream": True,
+                        "stream_options": {"include_usage": True},
+                    },
+                )
                 if resp.status_code != 200:
                     raise RuntimeError(_http_detail(resp))
                 return _read_stream(resp, start)
             finally:
                 session.read_timeout = old
+
         return self._call(f"chat with {model_uid}", chat)
 
 
@@ -405,9 +430,13 @@ def _read_stream(resp, start: float) -> SmokeResult:
         if isinstance(timings, dict) and timings.get("predicted_per_second"):
             engine_tps = float(timings["predicted_per_second"])
     total = time.monotonic() - start
-    return SmokeResult(finish_reason=finish, completion_tokens=usage_tokens if usage_tokens is not None else chunks,
-                       first_token_s=first if first is not None else total, total_s=total,
-                       engine_tokens_per_s=engine_tps)
+    return SmokeResult(
+        finish_reason=finish,
+        completion_tokens=usage_tokens if usage_tokens is not None else chunks,
+        first_token_s=first if first is not None else total,
+        total_s=total,
+        engine_tokens_per_s=engine_tps,
+    )
 
 
 def _http_detail(resp) -> str:

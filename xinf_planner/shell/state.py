@@ -52,7 +52,6 @@ def state_path(plan_path=None, state_file=None) -> Path:
     return Path(STATE_DIR) / STATE_FILE
 
 
-
 def plan_hash(plan: dict) -> str:
     """sha256 of the plan as canonical JSON (sorted keys, no spaces)."""
     text = json.dumps(plan, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -91,8 +90,7 @@ class State:
         return [d["model_uid"] for d in self.deployments.values()]
 
     def record_launch(self, name: str, model_uid: str, model_name: str) -> None:
-        self.deployments[name] = {"model_uid": model_uid, "model_name": model_name,
-                                  "launched_at": now_iso()}
+        self.deployments[name] = {"model_uid": model_uid, "model_name": model_name, "launched_at": now_iso()}
 
     def forget_launch(self, name: str) -> None:
         self.deployments.pop(name, None)
@@ -113,8 +111,9 @@ class State:
         self.endpoint = endpoint
         self.applied_at = stamp
         if not self.history or self.history[-1].get("plan_hash") != self.plan_hash:
-            self.history.append({"plan_hash": self.plan_hash, "plan": plan, "applied_at": stamp,
-                                 "plan_path": plan_path})
+            self.history.append(
+                {"plan_hash": self.plan_hash, "plan": plan, "applied_at": stamp, "plan_path": plan_path}
+            )
             del self.history[:-HISTORY_LIMIT]
 
 
@@ -159,8 +158,10 @@ class StateLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise InvalidInput(f"cannot create the state lock {self.path}: {exc.strerror or exc} "
-                               "(choose another place with --state FILE)") from None
+            raise InvalidInput(
+                f"cannot create the state lock {self.path}: {exc.strerror or exc} "
+                "(choose another place with --state FILE)"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -168,8 +169,9 @@ class StateLock:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 who = f" (pid {holder})" if holder else ""
-                raise StateLocked(f"another xinf-plan apply{who} holds the state lock {self.path}; "
-                                  "wait for it to finish") from None
+                raise StateLocked(
+                    f"another xinf-plan apply{who} holds the state lock {self.path}; wait for it to finish"
+                ) from None
             raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

@@ -33,11 +33,27 @@ Examples:
 @click.option("--dry-run", is_flag=True, help="Print every call apply would make; make none.")
 @click.option("--no-smoke-test", is_flag=True, help="Skip the short chat completion on each new deployment.")
 @click.option("--keep-on-failure", is_flag=True, help="On failure, leave what was started (no rollback).")
-@click.option("--launch-timeout", type=float, default=900.0, show_default=True,
-              help="Seconds to wait for a deployment's replicas to be READY.")
+@click.option(
+    "--launch-timeout",
+    type=float,
+    default=900.0,
+    show_default=True,
+    help="Seconds to wait for a deployment's replicas to be READY.",
+)
 @rollout_options
-def command(plan, endpoint, api_key, username, state_file, dry_run, no_smoke_test, keep_on_failure,
-            launch_timeout, max_unavailable, allow_downtime):
+def command(
+    plan,
+    endpoint,
+    api_key,
+    username,
+    state_file,
+    dry_run,
+    no_smoke_test,
+    keep_on_failure,
+    launch_timeout,
+    max_unavailable,
+    allow_downtime,
+):
     """Register, launch, wait for and smoke-test every deployment of PLAN.
 
     Idempotent: what already runs as planned is left alone. A deployment that runs
@@ -55,9 +71,13 @@ def command(plan, endpoint, api_key, username, state_file, dry_run, no_smoke_tes
     from xinf_planner.shell.state import StateLock, load_state
 
     doc = load_plan(plan)  # the schema and every rule `xinf-plan validate` checks (exit 1)
-    options = ApplyOptions(smoke_test=not no_smoke_test, keep_on_failure=keep_on_failure,
-                           launch_timeout_s=launch_timeout, max_unavailable=max_unavailable,
-                           allow_downtime=allow_downtime)
+    options = ApplyOptions(
+        smoke_test=not no_smoke_test,
+        keep_on_failure=keep_on_failure,
+        launch_timeout_s=launch_timeout,
+        max_unavailable=max_unavailable,
+        allow_downtime=allow_downtime,
+    )
     url = resolve_endpoint(endpoint, os.environ)
     if dry_run:
         creds = credentials(api_key, username, prompt=False)
@@ -72,5 +92,7 @@ def command(plan, endpoint, api_key, username, state_file, dry_run, no_smoke_tes
         conn = open_connection(endpoint, api_key, username)
         result = apply_plan(conn, doc, state, spath, str(Path(plan).resolve()), reporter, options, gpu_probe)
     rolled = "".join(f", {r}" for r in result.rolled)
-    click.echo(f"applied: {len(result.launched)} launched, {len(result.unchanged)} unchanged, "
-               f"{len(result.registered)} registered{rolled}; state {spath}")
+    click.echo(
+        f"applied: {len(result.launched)} launched, {len(result.unchanged)} unchanged, "
+        f"{len(result.registered)} registered{rolled}; state {spath}"
+    )

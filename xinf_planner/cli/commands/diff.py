@@ -20,7 +20,9 @@ def render_table(report: dict) -> str:
     rows = [("DEPLOYMENT", "CHANGE", "MODEL_UID", "REPLICAS", "DETAIL")]
     for d in report["deployments"]:
         old, new = d["replicas"]
-        uid = d["model_uid"] if d["running_uid"] in (None, d["model_uid"]) else f"{d['running_uid']} -> {d['model_uid']}"
+        uid = (
+            d["model_uid"] if d["running_uid"] in (None, d["model_uid"]) else f"{d['running_uid']} -> {d['model_uid']}"
+        )
         replicas = f"{old} -> {new}" if old != new else str(new)
         rows.append((d["deployment"], d["change"], uid, replicas, "; ".join(d["fields"]) or "-"))
     lines = table(rows)
@@ -29,8 +31,9 @@ def render_table(report: dict) -> str:
             lines.append("")
             lines.append(f"{d['deployment']}: {len(d['steps'])} step(s), one replica at a time")
             for n, s in enumerate(d["steps"], 1):
-                lines.append(f"  {n}. {s['action']} {s['replica']} on {s['where']} ({s['reason']}); "
-                             f"{s['serving']} answering")
+                lines.append(
+                    f"  {n}. {s['action']} {s['replica']} on {s['where']} ({s['reason']}); {s['serving']} answering"
+                )
         if d.get("blocked"):
             lines.append("")
             lines.append(f"{d['deployment']}: cannot roll: {d['blocked']}")
@@ -42,10 +45,14 @@ def render_table(report: dict) -> str:
 @click.command("diff", epilog=EXAMPLE)
 @click.argument("plan", type=click.Path(dir_okay=False))
 @server_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table",
-              show_default=True)
-@click.option("--max-unavailable", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Replicas a rolling change may take down at once.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+@click.option(
+    "--max-unavailable",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Replicas a rolling change may take down at once.",
+)
 @click.option("--allow-downtime", is_flag=True, help="Let a change stop every replica of a deployment.")
 @click.pass_context
 def command(ctx, plan, endpoint, api_key, username, state_file, fmt, max_unavailable, allow_downtime):

@@ -14,47 +14,126 @@ DEFAULT_QUANT = {"pytorch": "none", "ggufv2": "Q4_K_M", "mlx": "4bit", "awq": "I
 
 
 @click.command("estimate", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-m", "--model", "model_ref", required=True, metavar="FAMILY:SIZE|HF_ID",
-              help="The model: FAMILY:SIZE in billions (1.5 and 1_5 are the same) or its Hugging Face id.")
-@click.option("--engine", "--model-engine", "engine", required=True,
-              type=click.Choice(ENGINE_CHOICES, case_sensitive=False),
-              help="Inference engine; 'cpu' is llama.cpp (GGUF) or Transformers without a GPU.")
-@click.option("-f", "--model-format", "model_format", metavar="FORMAT",
-              help="pytorch, awq, gptq, ggufv2, mlx [default: ggufv2 for llama.cpp/cpu, mlx for MLX, else pytorch].")
-@click.option("-q", "--quantization", metavar="QUANT",
-              help="none, Int4, Q4_K_M, 4bit, ... [default: none; Q4_K_M for GGUF; 4bit for MLX].")
+@click.option(
+    "-m",
+    "--model",
+    "model_ref",
+    required=True,
+    metavar="FAMILY:SIZE|HF_ID",
+    help="The model: FAMILY:SIZE in billions (1.5 and 1_5 are the same) or its Hugging Face id.",
+)
+@click.option(
+    "--engine",
+    "--model-engine",
+    "engine",
+    required=True,
+    type=click.Choice(ENGINE_CHOICES, case_sensitive=False),
+    help="Inference engine; 'cpu' is llama.cpp (GGUF) or Transformers without a GPU.",
+)
+@click.option(
+    "-f",
+    "--model-format",
+    "model_format",
+    metavar="FORMAT",
+    help="pytorch, awq, gptq, ggufv2, mlx [default: ggufv2 for llama.cpp/cpu, mlx for MLX, else pytorch].",
+)
+@click.option(
+    "-q",
+    "--quantization",
+    metavar="QUANT",
+    help="none, Int4, Q4_K_M, 4bit, ... [default: none; Q4_K_M for GGUF; 4bit for MLX].",
+)
 @click.option("--tp", type=click.IntRange(1), default=1, show_default=True, help="Tensor-parallel GPUs per replica.")
 @click.option("--pp", type=click.IntRange(1), default=1, show_default=True, help="Pipeline-parallel stages.")
-@click.option("--gpu", "gpu_name", metavar="NAME", help='A GPU from the table, e.g. "NVIDIA H100 80GB HBM3", "A10", "Apple M2 Max".')
-@click.option("--gpu-memory-gib", type=click.FloatRange(0, min_open=True), metavar="GIB",
-              help="Memory per GPU as CUDA reports it (an 80 GB H100 is 79.19 GiB); Macs: the RAM.")
-@click.option("--gpu-memory-used-gib", type=click.FloatRange(0), default=0.0, show_default=True, metavar="GIB",
-              help="Memory already in use on each GPU.")
-@click.option("--gpu-memory-utilization", type=click.FloatRange(0, 1, min_open=True), metavar="FRACTION",
-              help="vLLM's reservation fraction [default: 0.90, as Xinference passes].")
-@click.option("--mem-fraction-static", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="FRACTION",
-              help="SGLang's static fraction [default: Xinference's by TP: 0.88/0.87/0.85/0.81/0.79].")
-@click.option("--context-length", type=click.IntRange(1), default=4096, show_default=True,
-              help="Tokens per sequence (prompt + output).")
-@click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True,
-              help="Sequences decoded at once.")
-@click.option("--kv-cache-dtype", default="auto", show_default=True, metavar="DTYPE",
-              help="auto, fp8 (vLLM/SGLang); f16, q8_0, q4_0 (llama.cpp).")
+@click.option(
+    "--gpu",
+    "gpu_name",
+    metavar="NAME",
+    help='A GPU from the table, e.g. "NVIDIA H100 80GB HBM3", "A10", "Apple M2 Max".',
+)
+@click.option(
+    "--gpu-memory-gib",
+    type=click.FloatRange(0, min_open=True),
+    metavar="GIB",
+    help="Memory per GPU as CUDA reports it (an 80 GB H100 is 79.19 GiB); Macs: the RAM.",
+)
+@click.option(
+    "--gpu-memory-used-gib",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    metavar="GIB",
+    help="Memory already in use on each GPU.",
+)
+@click.option(
+    "--gpu-memory-utilization",
+    type=click.FloatRange(0, 1, min_open=True),
+    metavar="FRACTION",
+    help="vLLM's reservation fraction [default: 0.90, as Xinference passes].",
+)
+@click.option(
+    "--mem-fraction-static",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    metavar="FRACTION",
+    help="SGLang's static fraction [default: Xinference's by TP: 0.88/0.87/0.85/0.81/0.79].",
+)
+@click.option(
+    "--context-length",
+    type=click.IntRange(1),
+    default=4096,
+    show_default=True,
+    help="Tokens per sequence (prompt + output).",
+)
+@click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True, help="Sequences decoded at once.")
+@click.option(
+    "--kv-cache-dtype",
+    default="auto",
+    show_default=True,
+    metavar="DTYPE",
+    help="auto, fp8 (vLLM/SGLang); f16, q8_0, q4_0 (llama.cpp).",
+)
 @click.option("--max-num-seqs", type=click.IntRange(1), help="vLLM max_num_seqs [default: 256, as Xinference passes].")
 @click.option("--enforce-eager", is_flag=True, help="vLLM without CUDA graphs.")
 @click.option("--n-ctx", type=click.IntRange(1), help="llama.cpp n_ctx [default: context length x n_parallel].")
 @click.option("--n-parallel", type=click.IntRange(1), help="llama.cpp slots [default: the concurrency].")
 @click.option("--n-gpu-layers", type=int, help="llama.cpp layers on the GPU [default: -1, all].")
-@click.option("--host-memory-gib", type=click.FloatRange(0, min_open=True), metavar="GIB",
-              help="System RAM, to check CPU/offload and MLX fits.")
-@click.option("--gpu-bandwidth-gbps", type=click.FloatRange(0, min_open=True), metavar="GBPS",
-              help="Memory bandwidth for the speed estimate [default: from --gpu].")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="Output format.")
-def command(model_ref, engine, model_format, quantization, tp, pp, gpu_name, gpu_memory_gib,
-            gpu_memory_used_gib, gpu_memory_utilization, mem_fraction_static, context_length, concurrency,
-            kv_cache_dtype, max_num_seqs, enforce_eager, n_ctx, n_parallel, n_gpu_layers, host_memory_gib,
-            gpu_bandwidth_gbps, fmt):
+@click.option(
+    "--host-memory-gib",
+    type=click.FloatRange(0, min_open=True),
+    metavar="GIB",
+    help="System RAM, to check CPU/offload and MLX fits.",
+)
+@click.option(
+    "--gpu-bandwidth-gbps",
+    type=click.FloatRange(0, min_open=True),
+    metavar="GBPS",
+    help="Memory bandwidth for the speed estimate [default: from --gpu].",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
+def command(
+    model_ref,
+    engine,
+    model_format,
+    quantization,
+    tp,
+    pp,
+    gpu_name,
+    gpu_memory_gib,
+    gpu_memory_used_gib,
+    gpu_memory_utilization,
+    mem_fraction_static,
+    context_length,
+    concurrency,
+    kv_cache_dtype,
+    max_num_seqs,
+    enforce_eager,
+    n_ctx,
+    n_parallel,
+    n_gpu_layers,
+    host_memory_gib,
+    gpu_bandwidth_gbps,
+    fmt,
+):
     """Estimate GPU memory per GPU (weights, KV cache, activation, overhead), the KV pool in
     tokens, how many sequences of --context-length fit at once, and decode speed.
 
@@ -108,14 +187,28 @@ def command(model_ref, engine, model_format, quantization, tp, pp, gpu_name, gpu
             raise InvalidInput(f"{engines.xinference_name(engine)} cannot shard {model.ref} that way: {bad_tp}")
 
     inp = EstimateInput(
-        model=model, engine=engine, model_format=spec.model_format, quantization=spec.quantization,
-        tp=tp, pp=pp, gpu_total_gib=total, gpu_used_gib=gpu_memory_used_gib,
-        gpu_memory_utilization=gpu_memory_utilization, mem_fraction_static=mem_fraction_static,
-        context_length=context_length, concurrency=concurrency, kv_cache_dtype=kv_cache_dtype,
-        n_ctx=n_ctx, n_parallel=n_parallel, n_gpu_layers=n_gpu_layers, host_memory_gib=host_memory_gib,
+        model=model,
+        engine=engine,
+        model_format=spec.model_format,
+        quantization=spec.quantization,
+        tp=tp,
+        pp=pp,
+        gpu_total_gib=total,
+        gpu_used_gib=gpu_memory_used_gib,
+        gpu_memory_utilization=gpu_memory_utilization,
+        mem_fraction_static=mem_fraction_static,
+        context_length=context_length,
+        concurrency=concurrency,
+        kv_cache_dtype=kv_cache_dtype,
+        n_ctx=n_ctx,
+        n_parallel=n_parallel,
+        n_gpu_layers=n_gpu_layers,
+        host_memory_gib=host_memory_gib,
         gpu_bandwidth_gbps=gpu_bandwidth_gbps or (gpu.bandwidth_gbps if gpu else None),
         gpu_tflops=gpu.tflops if gpu else None,
-        unified_memory=engine == "mlx", max_num_seqs=max_num_seqs, enforce_eager=enforce_eager,
+        unified_memory=engine == "mlx",
+        max_num_seqs=max_num_seqs,
+        enforce_eager=enforce_eager,
     )
     if engine == "mlx" and host_memory_gib is None:
         inp.host_memory_gib = total
@@ -127,16 +220,26 @@ def command(model_ref, engine, model_format, quantization, tp, pp, gpu_name, gpu
         notes.extend(spec.notes)
     allowed = {e.lower() for e in model.virtualenv_engines}
     if engine not in allowed:
-        notes.append(f"{model.family}'s virtualenv markers do not list {engines.xinference_name(engine)} "
-                     f"(with virtual envs on, Xinference will not install it)")
+        notes.append(
+            f"{model.family}'s virtualenv markers do not list {engines.xinference_name(engine)} "
+            f"(with virtual envs on, Xinference will not install it)"
+        )
     est.notes = notes
 
     doc = {
-        "model": model.ref, "hf_id": model.hf_id, "engine": engines.xinference_name(engine),
-        "model_format": spec.model_format, "quantization": spec.quantization,
-        "tp": tp, "pp": pp, "gpu": gpu.name if gpu else None,
-        "gpu_memory_gib": None if total is None else round(total, 2), "context_length": context_length, "concurrency": concurrency,
-        "kv_cache_dtype": kv_cache_dtype, **est.to_dict(),
+        "model": model.ref,
+        "hf_id": model.hf_id,
+        "engine": engines.xinference_name(engine),
+        "model_format": spec.model_format,
+        "quantization": spec.quantization,
+        "tp": tp,
+        "pp": pp,
+        "gpu": gpu.name if gpu else None,
+        "gpu_memory_gib": None if total is None else round(total, 2),
+        "context_length": context_length,
+        "concurrency": concurrency,
+        "kv_cache_dtype": kv_cache_dtype,
+        **est.to_dict(),
     }
     click.echo(format_table(doc) if fmt == "table" else dump_document(doc, fmt), nl=fmt == "table")
     if not est.fits:
@@ -145,9 +248,10 @@ def command(model_ref, engine, model_format, quantization, tp, pp, gpu_name, gpu
 
 def format_table(doc: dict) -> str:
     p = doc["per_gpu_gib"]
-    n_gpus = doc['tp'] * doc['pp']
-    where = (f"{n_gpus} x {doc['gpu_memory_gib']:.2f} GiB GPU{'s' * (n_gpus > 1)}" if doc["gpu_memory_gib"]
-             else "CPU only")
+    n_gpus = doc["tp"] * doc["pp"]
+    where = (
+        f"{n_gpus} x {doc['gpu_memory_gib']:.2f} GiB GPU{'s' * (n_gpus > 1)}" if doc["gpu_memory_gib"] else "CPU only"
+    )
     if doc.get("gpu"):
         where += f" ({doc['gpu']})"
     lines = [
@@ -157,12 +261,21 @@ def format_table(doc: dict) -> str:
         "",
         "per GPU (GiB)" if doc["gpu_memory_gib"] else "system RAM (GiB)",
     ]
-    labels = [("weights", "weights"), ("kv_cache", "KV cache"), ("activation", "activation"),
-              ("overhead", "overhead"), ("total", "total")]
-    if not doc["gpu_memory_gib"] and "host_weights" in p:   # CPU only: the host's figures
-        p = {"weights": p["host_weights"], "kv_cache": p["host_kv_cache"],
-             "activation": doc["host_gib"] - p["host_weights"] - p["host_kv_cache"],
-             "overhead": 0.0, "total": doc["host_gib"]}
+    labels = [
+        ("weights", "weights"),
+        ("kv_cache", "KV cache"),
+        ("activation", "activation"),
+        ("overhead", "overhead"),
+        ("total", "total"),
+    ]
+    if not doc["gpu_memory_gib"] and "host_weights" in p:  # CPU only: the host's figures
+        p = {
+            "weights": p["host_weights"],
+            "kv_cache": p["host_kv_cache"],
+            "activation": doc["host_gib"] - p["host_weights"] - p["host_kv_cache"],
+            "overhead": 0.0,
+            "total": doc["host_gib"],
+        }
     extra = {k: v for k, v in p.items() if k not in dict(labels)}
     for key, label in labels:
         lines.append(f"  {label:<12}{p[key]:>9.2f}")
@@ -171,12 +284,16 @@ def format_table(doc: dict) -> str:
     if doc["host_gib"] and doc["gpu_memory_gib"]:
         lines.append(f"  {'host RAM':<12}{doc['host_gib']:>9.2f}")
     lines.append("")
-    lines.append(f"KV pool      {doc['kv_cache_tokens']:,} tokens  "
-                 f"({doc['max_concurrent_sequences']:.2f} sequences of {doc['context_length']})")
+    lines.append(
+        f"KV pool      {doc['kv_cache_tokens']:,} tokens  "
+        f"({doc['max_concurrent_sequences']:.2f} sequences of {doc['context_length']})"
+    )
     speed = doc["decode_tokens_per_s"]
     if speed.get("per_sequence") is not None:
-        lines.append(f"decode       {speed['per_sequence']:.1f} tok/s per sequence, "
-                     f"{speed['aggregate']:.1f} tok/s aggregate (batch {speed['batch']})")
+        lines.append(
+            f"decode       {speed['per_sequence']:.1f} tok/s per sequence, "
+            f"{speed['aggregate']:.1f} tok/s aggregate (batch {speed['batch']})"
+        )
     else:
         lines.append("decode       unknown (give --gpu or --gpu-bandwidth-gbps)")
     lines.append(f"fits         {'yes' if doc['fits'] else 'NO'}")

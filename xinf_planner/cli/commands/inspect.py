@@ -17,31 +17,63 @@ FORMATS = ("table", "json", "yaml")
 
 @click.command("inspect", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--merge", is_flag=True,
-              help="Join the per-host inventory FILES into one (host names must be unique).")
+@click.option("--merge", is_flag=True, help="Join the per-host inventory FILES into one (host names must be unique).")
 @click.option("--name", metavar="NAME", help="This host's name in the inventory [default: the hostname].")
-@click.option("--worker-address", metavar="IP:PORT", callback=lambda ctx, param, value: _address(value),
-              help="This host's Xinference worker address, as the supervisor lists it.")
-@click.option("--endpoint", "-e", metavar="URL",
-              help="Read a whole cluster from its Xinference supervisor (GET /v1/cluster/info) "
-                   "instead of this machine. $XINFERENCE_ENDPOINT does not switch modes.")
-@click.option("--api-key", "-ak", envvar="XINFERENCE_API_KEY", default=None,
-              help="With --endpoint: an admin access token [env: XINFERENCE_API_KEY].")
-@click.option("--username", "-u", default=None,
-              help="With --endpoint: log in as this user; the password comes from $XINFERENCE_PASSWORD.")
-@click.option("--hosts", "host_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
-              metavar="FILE", help="With --endpoint: per-host inventories (repeatable); each worker whose "
-                                   "worker_address they list takes its GPU detail from them.")
-@click.option("--gpu-name", metavar="NAME",
-              help="With --endpoint: the GPU model of workers without a --hosts inventory "
-                   "(e.g. 'NVIDIA H100 80GB HBM3'); their GPUs are assumed identical.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS),
-              help="Output format [default: table on a terminal, yaml otherwise; "
-                   "with -o, from the file's extension].")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write the inventory to FILE (atomically) instead of stdout.")
-def command(files, merge, name, worker_address, endpoint, api_key, username, host_files, gpu_name, fmt,
-            output):
+@click.option(
+    "--worker-address",
+    metavar="IP:PORT",
+    callback=lambda ctx, param, value: _address(value),
+    help="This host's Xinference worker address, as the supervisor lists it.",
+)
+@click.option(
+    "--endpoint",
+    "-e",
+    metavar="URL",
+    help="Read a whole cluster from its Xinference supervisor (GET /v1/cluster/info) "
+    "instead of this machine. $XINFERENCE_ENDPOINT does not switch modes.",
+)
+@click.option(
+    "--api-key",
+    "-ak",
+    envvar="XINFERENCE_API_KEY",
+    default=None,
+    help="With --endpoint: an admin access token [env: XINFERENCE_API_KEY].",
+)
+@click.option(
+    "--username",
+    "-u",
+    default=None,
+    help="With --endpoint: log in as this user; the password comes from $XINFERENCE_PASSWORD.",
+)
+@click.option(
+    "--hosts",
+    "host_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    metavar="FILE",
+    help="With --endpoint: per-host inventories (repeatable); each worker whose "
+    "worker_address they list takes its GPU detail from them.",
+)
+@click.option(
+    "--gpu-name",
+    metavar="NAME",
+    help="With --endpoint: the GPU model of workers without a --hosts inventory "
+    "(e.g. 'NVIDIA H100 80GB HBM3'); their GPUs are assumed identical.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="Output format [default: table on a terminal, yaml otherwise; with -o, from the file's extension].",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the inventory to FILE (atomically) instead of stdout.",
+)
+def command(files, merge, name, worker_address, endpoint, api_key, username, host_files, gpu_name, fmt, output):
     """Describe this machine's GPUs, CPU and memory as an inventory (format v1).
 
     \b
@@ -59,8 +91,9 @@ def command(files, merge, name, worker_address, endpoint, api_key, username, hos
     """
     if endpoint:
         if files or merge or name or worker_address:
-            raise click.UsageError("--endpoint reads the cluster; it cannot be used with FILES, --merge, "
-                                   "--name or --worker-address")
+            raise click.UsageError(
+                "--endpoint reads the cluster; it cannot be used with FILES, --merge, --name or --worker-address"
+            )
         inventory = _from_cluster(endpoint, api_key, username, host_files, gpu_name)
     elif host_files or gpu_name:
         raise click.UsageError("--hosts and --gpu-name go with --endpoint")
@@ -71,12 +104,12 @@ def command(files, merge, name, worker_address, endpoint, api_key, username, hos
         write_atomic(output, dump_document(inventory.to_dict(), file_fmt))
         hosts = len(inventory.hosts)
         gpus = sum(len(h.gpus) for h in inventory.hosts)
-        click.echo(f"wrote {output}: {hosts} host{'s' * (hosts != 1)}, {gpus} GPU{'s' * (gpus != 1)}",
-                   err=True)
+        click.echo(f"wrote {output}: {hosts} host{'s' * (hosts != 1)}, {gpus} GPU{'s' * (gpus != 1)}", err=True)
         return
     fmt = fmt or ("table" if sys.stdout.isatty() else "yaml")
-    click.echo(format_table(inventory) if fmt == "table" else dump_document(inventory.to_dict(), fmt),
-               nl=fmt == "table")
+    click.echo(
+        format_table(inventory) if fmt == "table" else dump_document(inventory.to_dict(), fmt), nl=fmt == "table"
+    )
 
 
 def _address(value: str | None) -> str | None:
@@ -107,8 +140,9 @@ def _collect(files, merge, name, worker_address) -> Inventory:
         if not files:
             raise click.UsageError("--merge needs at least one inventory file")
         if name or worker_address:
-            raise click.UsageError("--name and --worker-address describe this machine; "
-                                   "they cannot be used with --merge")
+            raise click.UsageError(
+                "--name and --worker-address describe this machine; they cannot be used with --merge"
+            )
         from xinf_planner.core.inventory import merge_inventories
         from xinf_planner.shell.documents import load_inventory
 
@@ -136,9 +170,11 @@ def _gib(n: int | None) -> str:
 
 def _host_lines(h: Host) -> list[str]:
     where = f" [{h.worker_address}]" if h.worker_address else ""
-    lines = [f"host {h.name}{where}: {h.os} {h.arch}, {h.cpu_model or 'unknown CPU'}, "
-             f"{h.cpu_cores} logical CPUs, memory {_gib(h.memory_total_bytes)}"
-             + (f" ({_gib(h.memory_available_bytes)} available)" if h.memory_available_bytes is not None else "")]
+    lines = [
+        f"host {h.name}{where}: {h.os} {h.arch}, {h.cpu_model or 'unknown CPU'}, "
+        f"{h.cpu_cores} logical CPUs, memory {_gib(h.memory_total_bytes)}"
+        + (f" ({_gib(h.memory_available_bytes)} available)" if h.memory_available_bytes is not None else "")
+    ]
     extras = []
     if h.driver_version:
         extras.append(f"driver {h.driver_version}")
@@ -150,11 +186,20 @@ def _host_lines(h: Host) -> list[str]:
         lines.append("  " + ", ".join(extras))
     if h.gpus:
         header = ["GPU", "NAME", "MEMORY", "USED", "CC", "BUS ID", "NUMA", "MIG", "PROCS"]
-        rows = [[str(g.index), g.name, _gib(g.memory_total_bytes), _gib(g.memory_used_bytes),
-                 g.compute_capability or ("unified" if g.unified_memory else "-"),
-                 g.pci_bus_id or "-", "-" if g.numa_node is None else str(g.numa_node),
-                 "-" if g.mig_mode is None else ("on" if g.mig_mode else "off"),
-                 "-" if g.compute_processes is None else str(g.compute_processes)] for g in h.gpus]
+        rows = [
+            [
+                str(g.index),
+                g.name,
+                _gib(g.memory_total_bytes),
+                _gib(g.memory_used_bytes),
+                g.compute_capability or ("unified" if g.unified_memory else "-"),
+                g.pci_bus_id or "-",
+                "-" if g.numa_node is None else str(g.numa_node),
+                "-" if g.mig_mode is None else ("on" if g.mig_mode else "off"),
+                "-" if g.compute_processes is None else str(g.compute_processes),
+            ]
+            for g in h.gpus
+        ]
         lines += table([header, *rows], "  ")
     else:
         lines.append("  no GPUs")

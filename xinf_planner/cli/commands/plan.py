@@ -13,41 +13,108 @@ FORMATS = ("yaml", "json", "table")
 
 
 @click.command("plan", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--hardware", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Inventory file (from `xinf-plan inspect`) [default: probe this machine].")
-@click.option("--intent", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Workload file (intent.schema.json); flags given as well override it.")
-@click.option("--model", "-m", metavar="MODEL",
-              help="A family (the planner picks the size) or FAMILY:SIZE, e.g. deepseek-r1-distill-qwen:7.")
-@click.option("--context-length", type=click.IntRange(min=1),
-              help="Longest prompt + output one request may need, in tokens [default: 8192].")
-@click.option("--concurrency", type=click.IntRange(min=1),
-              help="Sequences served at once at that length [default: 1].")
+@click.option(
+    "--hardware",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Inventory file (from `xinf-plan inspect`) [default: probe this machine].",
+)
+@click.option(
+    "--intent",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Workload file (intent.schema.json); flags given as well override it.",
+)
+@click.option(
+    "--model",
+    "-m",
+    metavar="MODEL",
+    help="A family (the planner picks the size) or FAMILY:SIZE, e.g. deepseek-r1-distill-qwen:7.",
+)
+@click.option(
+    "--context-length",
+    type=click.IntRange(min=1),
+    help="Longest prompt + output one request may need, in tokens [default: 8192].",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), help="Sequences served at once at that length [default: 1].")
 @click.option("--objective", type=click.Choice(OBJECTIVES), help="What to optimise [default: balanced].")
-@click.option("--model-engine", "engines", multiple=True, metavar="ENGINE",
-              help="Allowed engine (repeatable): vllm, sglang, llama.cpp, mlx, transformers.")
-@click.option("--model-format", "formats", multiple=True, metavar="FORMAT",
-              help="Allowed model format (repeatable): pytorch, awq, gptq, fp8, ggufv2, mlx.")
-@click.option("--quantization", "quantizations", multiple=True, metavar="QUANT",
-              help="Allowed quantization (repeatable), e.g. Int4, Q4_K_M, 4bit, none.")
-@click.option("--exclude-gpu", "exclude_gpus", multiple=True, metavar="HOST:IDX",
-              help="A GPU to leave alone (repeatable).")
+@click.option(
+    "--model-engine",
+    "engines",
+    multiple=True,
+    metavar="ENGINE",
+    help="Allowed engine (repeatable): vllm, sglang, llama.cpp, mlx, transformers.",
+)
+@click.option(
+    "--model-format",
+    "formats",
+    multiple=True,
+    metavar="FORMAT",
+    help="Allowed model format (repeatable): pytorch, awq, gptq, fp8, ggufv2, mlx.",
+)
+@click.option(
+    "--quantization",
+    "quantizations",
+    multiple=True,
+    metavar="QUANT",
+    help="Allowed quantization (repeatable), e.g. Int4, Q4_K_M, 4bit, none.",
+)
+@click.option(
+    "--exclude-gpu", "exclude_gpus", multiple=True, metavar="HOST:IDX", help="A GPU to leave alone (repeatable)."
+)
 @click.option("--headroom", metavar="GIB|N%", help="Memory to leave free on every GPU: GiB or a share.")
 @click.option("--tool-calling", is_flag=True, default=None, help="Only models whose family can call tools.")
 @click.option("--replicas", type=click.IntRange(min=1), help="Force this many replicas.")
-@click.option("--strategy", type=click.Choice(["spread", "pack"]),
-              help="Replicas over hosts: spread (default) or pack.")
-@click.option("--enable-virtual-env/--disable-virtual-env", "virtual_env", default=None,
-              help="Set enable_virtual_env on every launch [default: Xinference's (on)].")
-@click.option("--model-path", metavar="DIR", type=click.Path(),
-              help="Local weights to register as a custom model of the --model family.")
-@click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Write the plan to FILE (atomically); a summary goes to stdout.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="yaml", show_default=True,
-              help="yaml or json: the plan document; table: a summary for a person.")
-def command(hardware, intent, model, context_length, concurrency, objective, engines, formats,
-            quantizations, exclude_gpus, headroom, tool_calling, replicas, strategy, virtual_env, model_path,
-            output, fmt):
+@click.option(
+    "--strategy", type=click.Choice(["spread", "pack"]), help="Replicas over hosts: spread (default) or pack."
+)
+@click.option(
+    "--enable-virtual-env/--disable-virtual-env",
+    "virtual_env",
+    default=None,
+    help="Set enable_virtual_env on every launch [default: Xinference's (on)].",
+)
+@click.option(
+    "--model-path",
+    metavar="DIR",
+    type=click.Path(),
+    help="Local weights to register as a custom model of the --model family.",
+)
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Write the plan to FILE (atomically); a summary goes to stdout.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="yaml",
+    show_default=True,
+    help="yaml or json: the plan document; table: a summary for a person.",
+)
+def command(
+    hardware,
+    intent,
+    model,
+    context_length,
+    concurrency,
+    objective,
+    engines,
+    formats,
+    quantizations,
+    exclude_gpus,
+    headroom,
+    tool_calling,
+    replicas,
+    strategy,
+    virtual_env,
+    model_path,
+    output,
+    fmt,
+):
     """Plan engine, quantisation, TP, replicas and GPU placement for a workload.
 
     \b
@@ -71,11 +138,22 @@ def command(hardware, intent, model, context_length, concurrency, objective, eng
     intent_doc = load_intent(intent) if intent else None
     if intent_doc is None and not model:
         raise click.UsageError("give --model (or --intent FILE)")
-    flags = {"model": model, "context_length": context_length, "concurrency": concurrency,
-             "objective": objective, "engines": engines, "formats": formats,
-             "quantizations": quantizations, "exclude_gpus": exclude_gpus,
-             "headroom": _headroom(headroom), "tool_calling": tool_calling, "replicas": replicas,
-             "strategy": strategy, "enable_virtual_env": virtual_env, "model_path": model_path}
+    flags = {
+        "model": model,
+        "context_length": context_length,
+        "concurrency": concurrency,
+        "objective": objective,
+        "engines": engines,
+        "formats": formats,
+        "quantizations": quantizations,
+        "exclude_gpus": exclude_gpus,
+        "headroom": _headroom(headroom),
+        "tool_calling": tool_calling,
+        "replicas": replicas,
+        "strategy": strategy,
+        "enable_virtual_env": virtual_env,
+        "model_path": model_path,
+    }
     request = request_from_intent(merge_flags(intent_doc, flags), intent or "command line")
     inventory, source = _inventory(hardware)
     local_models = _local_models(request)
@@ -121,30 +199,58 @@ def _local_models(request) -> dict:
 
 def summary_table(doc: dict) -> str:
     """The plan for a person: one row per deployment, then its memory and speed."""
-    rows = [("deployment", "model", "engine", "format/quant", "GPUs/rep", "replicas", "placement",
-             "context", "seqs", "tok/s/seq", "tok/s")]
+    rows = [
+        (
+            "deployment",
+            "model",
+            "engine",
+            "format/quant",
+            "GPUs/rep",
+            "replicas",
+            "placement",
+            "context",
+            "seqs",
+            "tok/s/seq",
+            "tok/s",
+        )
+    ]
     details = []
     for dep in doc["deployments"]:
         launch = dep["launch"]
         est = dep["estimate"]
         width = len(dep["placement"][0]["gpus"])
-        places = "; ".join(f"{'+'.join(p['hosts']) if 'hosts' in p else p['host']}:{','.join(map(str, p['gpus'])) or 'cpu'}"
-                       for p in dep["placement"])
+        places = "; ".join(
+            f"{'+'.join(p['hosts']) if 'hosts' in p else p['host']}:{','.join(map(str, p['gpus'])) or 'cpu'}"
+            for p in dep["placement"]
+        )
         if len(places) > 48:
             places = places[:45] + "..."
-        rows.append((dep["name"], dep["model"], launch["model_engine"],
-                     f"{launch['model_format']}/{launch['quantization']}", str(width or "cpu"),
-                     str(launch["replica"]), places, str(launch.get("context_length", "?")),
-                     str(est.get("served_sequences", int(est["max_concurrent_sequences"]))),
-                     f"{est['decode_tokens_per_s']['per_sequence']:.1f}",
-                     f"{est['decode_tokens_per_s']['aggregate']:.0f}"))
+        rows.append(
+            (
+                dep["name"],
+                dep["model"],
+                launch["model_engine"],
+                f"{launch['model_format']}/{launch['quantization']}",
+                str(width or "cpu"),
+                str(launch["replica"]),
+                places,
+                str(launch.get("context_length", "?")),
+                str(est.get("served_sequences", int(est["max_concurrent_sequences"]))),
+                f"{est['decode_tokens_per_s']['per_sequence']:.1f}",
+                f"{est['decode_tokens_per_s']['aggregate']:.0f}",
+            )
+        )
         g = est["per_gpu_gib"]
         if width:
-            memory = (f"{g['total']:.2f} GiB per GPU (weights {g['weights']:.2f}, KV {g['kv_cache']:.2f}, "
-                      f"activation {g['activation']:.2f}, overhead {g['overhead']:.2f})")
+            memory = (
+                f"{g['total']:.2f} GiB per GPU (weights {g['weights']:.2f}, KV {g['kv_cache']:.2f}, "
+                f"activation {g['activation']:.2f}, overhead {g['overhead']:.2f})"
+            )
         else:
-            memory = (f"{est.get('host_gib', 0):.2f} GiB of RAM per replica (weights "
-                      f"{g.get('host_weights', 0):.2f}, KV {g.get('host_kv_cache', 0):.2f})")
+            memory = (
+                f"{est.get('host_gib', 0):.2f} GiB of RAM per replica (weights "
+                f"{g.get('host_weights', 0):.2f}, KV {g.get('host_kv_cache', 0):.2f})"
+            )
         details.append(f"{dep['name']}: {memory}; KV {est['kv_cache_tokens']} tokens per replica")
         for reason in dep["reasons"]:
             details.append(f"  - {reason}")

@@ -9,13 +9,27 @@ from xinf_planner.core.render import FORMATS
 
 @click.command("render", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--as", "as_", type=click.Choice(FORMATS), default="shell", show_default=True,
-              help="shell: `xinference register/launch` commands; python: a script using the "
-                   "client; json: the REST requests.")
-@click.option("--templates", metavar="DIR", type=click.Path(file_okay=False),
-              help="Your own templates folder [default: the shipped one].")
-@click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
-              help="Write to FILE (atomically) instead of stdout.")
+@click.option(
+    "--as",
+    "as_",
+    type=click.Choice(FORMATS),
+    default="shell",
+    show_default=True,
+    help="shell: `xinference register/launch` commands; python: a script using the client; json: the REST requests.",
+)
+@click.option(
+    "--templates",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Your own templates folder [default: the shipped one].",
+)
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Write to FILE (atomically) instead of stdout.",
+)
 def command(file, as_, templates, output):
     """Write a validated plan FILE as what you would run by hand. The endpoint and API
     key are read from $XINFERENCE_ENDPOINT and $XINFERENCE_API_KEY when it runs; no

@@ -35,15 +35,15 @@ def render_table(report: dict) -> str:
     for r in report["replicas"]:
         gpus = ",".join(map(str, r["gpus"])) if r["gpus"] else "-"
         problem = "; ".join(([r["error"]] if r["error"] else []) + r["differences"]) or "-"
-        rows.append((r["deployment"], f"{r['model_uid']}-rep{r['replica']}", r["status"],
-                     r["worker"] or "-", gpus, problem))
+        rows.append(
+            (r["deployment"], f"{r['model_uid']}-rep{r['replica']}", r["status"], r["worker"] or "-", gpus, problem)
+        )
     lines = table(rows)
     if report["unowned"]:
         lines.append("")
         lines.append("running on the server, owned by no plan here:")
         for m in report["unowned"]:
-            lines.append(f"  {m['model_uid']}  {m['model_name']}  {m['model_engine']}  "
-                         f"{m['replica']} replica(s)")
+            lines.append(f"  {m['model_uid']}  {m['model_name']}  {m['model_engine']}  {m['replica']} replica(s)")
     lines.append("")
     lines.append("in sync with the plan" if report["in_sync"] else "DRIFT: the server differs from the plan")
     return "\n".join(lines)
@@ -52,8 +52,7 @@ def render_table(report: dict) -> str:
 @click.command("status", epilog=EXAMPLE)
 @click.argument("plan", type=click.Path(dir_okay=False), required=False)
 @server_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
 @click.pass_context
 def command(ctx, plan, endpoint, api_key, username, state_file, fmt):
     """Compare PLAN with what runs on the server: status, worker, GPUs and error per replica,

@@ -30,5 +30,7 @@ def command(file):
             click.echo(f"{name}: {path}: {message}", err=True)
         raise InvalidInput(f"{name}: {len(errors)} error(s)")
     deployments = len(doc["deployments"])
-    click.echo(f"ok: {name}: {deployments} deployment{'s' * (deployments != 1)}, valid for inventory "
-               f"{doc['inventory']['fingerprint']}")
+    click.echo(
+        f"ok: {name}: {deployments} deployment{'s' * (deployments != 1)}, valid for inventory "
+        f"{doc['inventory']['fingerprint']}"
+    )

@@ -12,12 +12,12 @@ from xinf_planner.core.catalog._data import load
 @dataclass(frozen=True)
 class GpuInfo:
     name: str
-    memory_bytes: int | None          # NVML total; None for Apple (unified memory, per machine)
+    memory_bytes: int | None  # NVML total; None for Apple (unified memory, per machine)
     bandwidth_gbps: float
     cc: str | None
     source: str
-    cuda_total_gib: float | None = None   # what cudaMemGetInfo reports, where a log shows it
-    tflops: float | None = None           # dense 16-bit tensor TFLOPS (datasheet)
+    cuda_total_gib: float | None = None  # what cudaMemGetInfo reports, where a log shows it
+    tflops: float | None = None  # dense 16-bit tensor TFLOPS (datasheet)
 
     @property
     def usable_total_gib(self) -> float | None:
@@ -38,15 +38,25 @@ def _index() -> dict[str, GpuInfo]:
     data = load("gpus.yaml")
     index: dict[str, GpuInfo] = {}
     for row in data["gpus"]:
-        info = GpuInfo(name=row["name"], memory_bytes=row["memory_mib"] * 2**20,
-                       bandwidth_gbps=float(row["bandwidth_gbps"]), cc=row["cc"],
-                       source=row["source"], cuda_total_gib=row.get("cuda_total_gib"),
-                       tflops=row.get("tflops"))
+        info = GpuInfo(
+            name=row["name"],
+            memory_bytes=row["memory_mib"] * 2**20,
+            bandwidth_gbps=float(row["bandwidth_gbps"]),
+            cc=row["cc"],
+            source=row["source"],
+            cuda_total_gib=row.get("cuda_total_gib"),
+            tflops=row.get("tflops"),
+        )
         for alias in [row["name"], *row["names"]]:
             index.setdefault(normalize_gpu_name(alias), info)
     for row in data["apple"]:
-        info = GpuInfo(name=row["name"], memory_bytes=None, bandwidth_gbps=float(row["bandwidth_gbps"]),
-                       cc=None, source=row["source"])
+        info = GpuInfo(
+            name=row["name"],
+            memory_bytes=None,
+            bandwidth_gbps=float(row["bandwidth_gbps"]),
+            cc=None,
+            source=row["source"],
+        )
         index.setdefault(normalize_gpu_name(row["name"]), info)
     return index
 

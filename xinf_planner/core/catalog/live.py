@@ -75,6 +75,8 @@ def live_spec(client, spec: Spec, hub: str | None = None) -> dict[str, Any]:
     registration = client.get_model_registration("LLM", spec.model.family)
     found = match_live_spec(registration, spec, hub)
     if found is None:
-        raise InvalidInput(f"the server has no {spec.model_format} {spec.quantization} spec of "
-                           f"{spec.model.ref} on hub {hub or spec.download_hub or DEFAULT_HUB}")
+        raise InvalidInput(
+            f"the server has no {spec.model_format} {spec.quantization} spec of "
+            f"{spec.model.ref} on hub {hub or spec.download_hub or DEFAULT_HUB}"
+        )
     return found

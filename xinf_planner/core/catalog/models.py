@@ -14,7 +14,7 @@ class ModelArch:
     """One model (family + size) with its config.json facts."""
 
     family: str
-    size: str                      # Xinference's size label: "1_5", "7", "671"
+    size: str  # Xinference's size label: "1_5", "7", "671"
     size_b: float
     hf_id: str
     params: int
@@ -43,13 +43,13 @@ class ModelArch:
     moe_intermediate_size: int | None = None
     first_k_dense_replace: int | None = None
     num_nextn_predict_layers: int | None = None
-    checkpoint_quant: str | None = None      # "fp8" for R1's native FP8 checkpoint
+    checkpoint_quant: str | None = None  # "fp8" for R1's native FP8 checkpoint
     weight_block_size: tuple[int, int] | None = None
     # from Xinference's family
     abilities: tuple[str, ...] = ()
     tool_calling: bool = False
     tool_parser: str | None = None
-    context_length: int = 0                  # Xinference's family context_length
+    context_length: int = 0  # Xinference's family context_length
     virtualenv_engines: tuple[str, ...] = field(default=())
 
     @property
@@ -89,17 +89,19 @@ def all_models_tuple() -> tuple[ModelArch, ...]:
         fam = fams[row["family"]]
         qc = row.get("quantization_config") or {}
         kwargs = {k: v for k, v in row.items() if k in ModelArch.__dataclass_fields__}
-        out.append(ModelArch(
-            **kwargs,
-            size_b=float(row["size"].replace("_", ".")),
-            checkpoint_quant=qc.get("quant_method"),
-            weight_block_size=tuple(qc["weight_block_size"]) if qc.get("weight_block_size") else None,
-            abilities=tuple(fam["abilities"]),
-            tool_calling="tools" in fam["abilities"],
-            tool_parser=fam.get("tool_parser"),
-            context_length=fam["context_length"],
-            virtualenv_engines=tuple(fam["virtualenv_engines"]),
-        ))
+        out.append(
+            ModelArch(
+                **kwargs,
+                size_b=float(row["size"].replace("_", ".")),
+                checkpoint_quant=qc.get("quant_method"),
+                weight_block_size=tuple(qc["weight_block_size"]) if qc.get("weight_block_size") else None,
+                abilities=tuple(fam["abilities"]),
+                tool_calling="tools" in fam["abilities"],
+                tool_parser=fam.get("tool_parser"),
+                context_length=fam["context_length"],
+                virtualenv_engines=tuple(fam["virtualenv_engines"]),
+            )
+        )
     return tuple(sorted(out, key=lambda m: (m.family, m.size_b)))
 
 
@@ -127,12 +129,14 @@ def get_model(ref: str) -> ModelArch:
     if ":" not in ref:
         raise InvalidInput(
             f"unknown model {ref!r}; give FAMILY:SIZE or a Hugging Face id, one of: "
-            + ", ".join(m.ref for m in all_models_tuple()))
+            + ", ".join(m.ref for m in all_models_tuple())
+        )
     family, size = ref.split(":", 1)
     models = models_of(family.strip())
     label = normalize_size(size)
     for m in models:
         if m.size == label:
             return m
-    raise InvalidInput(f"{family} has no size {size!r}; choose one of: "
-                       + ", ".join(m.size.replace("_", ".") for m in models))
+    raise InvalidInput(
+        f"{family} has no size {size!r}; choose one of: " + ", ".join(m.size.replace("_", ".") for m in models)
+    )

@@ -18,14 +18,14 @@ DEFAULT_HUB = "huggingface"
 @dataclass(frozen=True)
 class Spec:
     model: ModelArch
-    model_format: str                 # pytorch | awq | gptq | ggufv2 | mlx
-    quantization: str                 # none | Int4 | Q4_K_M | 4bit | ...
-    model_ids: dict[str, str]         # hub -> model id
-    size_label: dict[str, str]        # hub -> model_size_in_billions to pass on that hub
+    model_format: str  # pytorch | awq | gptq | ggufv2 | mlx
+    quantization: str  # none | Int4 | Q4_K_M | 4bit | ...
+    model_ids: dict[str, str]  # hub -> model id
+    size_label: dict[str, str]  # hub -> model_size_in_billions to pass on that hub
     notes: tuple[str, ...] = ()
     launchable: bool = True
-    download_hub: str | None = None   # set when the spec is missing from the default hub
-    files: dict[str, str] | None = None   # hub -> GGUF file (first part when split)
+    download_hub: str | None = None  # set when the spec is missing from the default hub
+    files: dict[str, str] | None = None  # hub -> GGUF file (first part when split)
 
     @property
     def hubs(self) -> tuple[str, ...]:
@@ -45,17 +45,19 @@ def _all_specs() -> tuple[Spec, ...]:
             model = get_model(f"{fam['family']}:{row['size']}")
             hubs = row["hubs"]
             files = {h: v["file"] for h, v in hubs.items() if v.get("file")}
-            out.append(Spec(
-                model=model,
-                model_format=row["model_format"],
-                quantization=row["quantization"],
-                model_ids={h: v["model_id"] for h, v in hubs.items()},
-                size_label={h: v["size_label"] for h, v in hubs.items()},
-                notes=tuple(row.get("notes") or ()),
-                launchable=bool(row.get("launchable", True)),
-                download_hub=row.get("download_hub"),
-                files=files or None,
-            ))
+            out.append(
+                Spec(
+                    model=model,
+                    model_format=row["model_format"],
+                    quantization=row["quantization"],
+                    model_ids={h: v["model_id"] for h, v in hubs.items()},
+                    size_label={h: v["size_label"] for h, v in hubs.items()},
+                    notes=tuple(row.get("notes") or ()),
+                    launchable=bool(row.get("launchable", True)),
+                    download_hub=row.get("download_hub"),
+                    files=files or None,
+                )
+            )
     return tuple(out)
 
 
@@ -74,5 +76,7 @@ def find_spec(model: ModelArch, model_format: str, quantization: str) -> Spec:
     for s in same_fmt:
         if s.quantization.lower() == quant.lower():
             return s
-    raise InvalidInput(f"{model.ref} {fmt} has no quantization {quantization!r}; choose one of: "
-                       + ", ".join(s.quantization for s in same_fmt))
+    raise InvalidInput(
+        f"{model.ref} {fmt} has no quantization {quantization!r}; choose one of: "
+        + ", ".join(s.quantization for s in same_fmt)
+    )

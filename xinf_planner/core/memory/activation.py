@@ -8,8 +8,7 @@ from xinf_planner.core.catalog.models import ModelArch
 def mlp_width(m: ModelArch) -> int:
     """Widest MLP intermediate of one token (MoE: the routed experts it uses plus the shared ones)."""
     if m.is_moe:
-        return max(m.intermediate_size,
-                   m.moe_intermediate_size * (m.num_experts_per_tok + (m.n_shared_experts or 0)))
+        return max(m.intermediate_size, m.moe_intermediate_size * (m.num_experts_per_tok + (m.n_shared_experts or 0)))
     return m.intermediate_size
 
 

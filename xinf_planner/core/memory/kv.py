@@ -27,8 +27,10 @@ def kv_element_bytes(kv_cache_dtype: str, engine: str, model_dtype_bytes: int = 
     table = constants("llama.cpp")["kv_type_bytes"]
     if d in table and (engine == "llama.cpp" or d in ("f16", "bf16", "f32")):
         return float(table[d])
-    raise InvalidInput(f"unknown KV cache dtype {kv_cache_dtype!r} for {engine}; choose one of: auto, fp8"
-                       + (", f16, q8_0, q4_0" if engine == "llama.cpp" else ""))
+    raise InvalidInput(
+        f"unknown KV cache dtype {kv_cache_dtype!r} for {engine}; choose one of: auto, fp8"
+        + (", f16, q8_0, q4_0" if engine == "llama.cpp" else "")
+    )
 
 
 def kv_heads_per_rank(m: ModelArch, tp: int) -> int:
@@ -45,8 +47,9 @@ def kv_width_per_layer(m: ModelArch, tp: int = 1, engine: str = "vllm") -> int:
     return 2 * kv_heads_per_rank(m, tp) * m.head_dim
 
 
-def kv_bytes_per_token(m: ModelArch, *, tp: int = 1, layers: int | None = None, kv_cache_dtype: str = "auto",
-                       engine: str = "vllm") -> float:
+def kv_bytes_per_token(
+    m: ModelArch, *, tp: int = 1, layers: int | None = None, kv_cache_dtype: str = "auto", engine: str = "vllm"
+) -> float:
     """KV bytes one token occupies on one GPU holding ``layers`` layers (default: all)."""
     n = m.num_layers if layers is None else layers
     return n * kv_width_per_layer(m, tp, engine) * kv_element_bytes(kv_cache_dtype, engine)

@@ -64,7 +64,7 @@ def estimate(inp: EstimateInput) -> Estimate:
     gpu_w = host_w = 0.0
     for t, b in zip(tensors, sizes):
         if t.layer is not None:
-            on = t.layer >= m.num_layers - on_gpu_layers   # llama.cpp offloads the last layers first
+            on = t.layer >= m.num_layers - on_gpu_layers  # llama.cpp offloads the last layers first
         else:
             on = output_on_gpu and t.name in ("output", "output_norm")
         if on:
@@ -86,25 +86,48 @@ def estimate(inp: EstimateInput) -> Estimate:
     reasons, notes = [], []
     per_slot = ctx // slots(inp)
     if per_slot < inp.context_length:
-        reasons.append(f"n_ctx {ctx} shared by {slots(inp)} slots gives {per_slot} tokens per sequence, "
-                       f"less than the context length {inp.context_length}")
+        reasons.append(
+            f"n_ctx {ctx} shared by {slots(inp)} slots gives {per_slot} tokens per sequence, "
+            f"less than the context length {inp.context_length}"
+        )
     total = gib(per_gpu_w + per_gpu_kv + compute)
     if inp.gpu_total_gib is not None:
         free = inp.gpu_total_gib - inp.gpu_used_gib
         if total > free:
-            reasons.append(f"needs {total:.2f} GiB per GPU ({on_gpu_layers}/{m.num_layers} layers offloaded "
-                           f"over {n_gpus} GPU(s)) but only {free:.2f} GiB is free; offload fewer layers")
+            reasons.append(
+                f"needs {total:.2f} GiB per GPU ({on_gpu_layers}/{m.num_layers} layers offloaded "
+                f"over {n_gpus} GPU(s)) but only {free:.2f} GiB is free; offload fewer layers"
+            )
     else:
         notes.append("CPU only: weights, KV cache and compute buffer count against system RAM")
     if inp.host_memory_gib is not None and host > inp.host_memory_gib:
         reasons.append(f"needs {host:.2f} GiB of system RAM, the host has {inp.host_memory_gib:.2f} GiB")
-    notes.append(f"n_ctx {ctx} = context_length x n_parallel ({slots(inp)}); the token embedding "
-                 f"({gib(sizes[0]):.2f} GiB) stays in system RAM")
+    notes.append(
+        f"n_ctx {ctx} = context_length x n_parallel ({slots(inp)}); the token embedding "
+        f"({gib(sizes[0]):.2f} GiB) stays in system RAM"
+    )
     if m.is_mla:
-        notes.append("KV assumes a GGUF with MLA tensors (attn_k_b/attn_v_b, llama.cpp b5097 or later); "
-                     "older conversions cache the full K/V of every head")
-    per_gpu = {"weights": gib(per_gpu_w), "kv_cache": gib(per_gpu_kv), "activation": gib(compute),
-               "overhead": 0.0, "total": total, "host_weights": gib(host_w), "host_kv_cache": gib(host_kv)}
-    return Estimate(per_gpu_gib=per_gpu, kv_cache_tokens=ctx, max_concurrent_sequences=float(slots(inp))
-                    if per_slot >= inp.context_length else ctx / max(1, inp.context_length),
-                    fits=not reasons, reasons=reasons, host_gib=host, notes=notes)
+        notes.append(
+            "KV assumes a GGUF with MLA tensors (attn_k_b/attn_v_b, llama.cpp b5097 or later); "
+            "older conversions cache the full K/V of every head"
+        )
+    per_gpu = {
+        "weights": gib(per_gpu_w),
+        "kv_cache": gib(per_gpu_kv),
+        "activation": gib(compute),
+        "overhead": 0.0,
+        "total": total,
+        "host_weights": gib(host_w),
+        "host_kv_cache": gib(host_kv),
+    }
+    return Estimate(
+        per_gpu_gib=per_gpu,
+        kv_cache_tokens=ctx,
+        max_concurrent_sequences=float(slots(inp))
+        if per_slot >= inp.context_length
+        else ctx / max(1, inp.context_length),
+        fits=not reasons,
+        reasons=reasons,
+        host_gib=host,
+        notes=notes,
+    )

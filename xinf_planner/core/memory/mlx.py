@@ -15,7 +15,7 @@ from xinf_planner.core.memory.kv import kv_bytes_per_token
 from xinf_planner.core.memory.types import GIB, Estimate, EstimateInput, gib
 from xinf_planner.core.memory.weights import total_bytes
 
-PREFILL_STEP = 2048   # mlx-lm's prefill_step_size
+PREFILL_STEP = 2048  # mlx-lm's prefill_step_size
 
 
 def budget_gib(inp: EstimateInput) -> float | None:
@@ -41,11 +41,19 @@ def estimate(inp: EstimateInput) -> Estimate:
     else:
         tokens = max(0, math.floor((budget - weights - act - overhead - inp.gpu_used_gib) * GIB / per_token))
         if total + inp.gpu_used_gib > budget:
-            reasons.append(f"needs {total:.2f} GiB of unified memory, above the GPU wired limit of {budget:.2f} GiB "
-                           f"(about 75% of RAM by default; raise iogpu.wired_limit_mb or use a smaller quantization)")
+            reasons.append(
+                f"needs {total:.2f} GiB of unified memory, above the GPU wired limit of {budget:.2f} GiB "
+                f"(about 75% of RAM by default; raise iogpu.wired_limit_mb or use a smaller quantization)"
+            )
     per_gpu = {"weights": weights, "kv_cache": kv, "activation": act, "overhead": overhead, "total": total}
     if budget is not None:
         per_gpu["wired_limit"] = budget
-    return Estimate(per_gpu_gib=per_gpu, kv_cache_tokens=tokens,
-                    max_concurrent_sequences=tokens / inp.context_length if inp.context_length else 0.0,
-                    fits=not reasons, reasons=reasons, host_gib=total, notes=notes)
+    return Estimate(
+        per_gpu_gib=per_gpu,
+        kv_cache_tokens=tokens,
+        max_concurrent_sequences=tokens / inp.context_length if inp.context_length else 0.0,
+        fits=not reasons,
+        reasons=reasons,
+        host_gib=total,
+        notes=notes,
+    )

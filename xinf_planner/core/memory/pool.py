@@ -21,8 +21,9 @@ def binding_layers(inp: EstimateInput) -> int:
 
 
 def per_token_bytes(inp: EstimateInput) -> float:
-    return kv_bytes_per_token(inp.model, tp=inp.tp, layers=binding_layers(inp),
-                              kv_cache_dtype=inp.kv_cache_dtype, engine=inp.engine)
+    return kv_bytes_per_token(
+        inp.model, tp=inp.tp, layers=binding_layers(inp), kv_cache_dtype=inp.kv_cache_dtype, engine=inp.engine
+    )
 
 
 def verdict(inp: EstimateInput, tokens: int, kv_gib: float, no_room: str, refuses: str = "") -> tuple[list, list]:
@@ -31,9 +32,12 @@ def verdict(inp: EstimateInput, tokens: int, kv_gib: float, no_room: str, refuse
     if kv_gib <= 0:
         reasons.append(no_room)
     elif tokens < inp.context_length:
-        reasons.append(f"one sequence of {inp.context_length} tokens does not fit: the KV pool holds {tokens} "
-                       f"tokens{refuses}")
+        reasons.append(
+            f"one sequence of {inp.context_length} tokens does not fit: the KV pool holds {tokens} tokens{refuses}"
+        )
     if not reasons and inp.concurrency * inp.context_length > tokens:
-        notes.append(f"{inp.concurrency} sequences of {inp.context_length} tokens need "
-                     f"{inp.concurrency * inp.context_length} KV tokens; the pool holds {tokens}, so some wait")
+        notes.append(
+            f"{inp.concurrency} sequences of {inp.context_length} tokens need "
+            f"{inp.concurrency * inp.context_length} KV tokens; the pool holds {tokens}, so some wait"
+        )
     return reasons, notes

@@ -45,18 +45,31 @@ def estimate(inp: EstimateInput) -> Estimate:
     kv_gib = frac * before - weights
     tokens = max(0, math.floor(kv_gib * GIB / per_token_bytes(inp)))
     headroom = (1 - frac) * before
-    reasons, notes = verdict(inp, tokens, kv_gib,
-                             f"no room for the KV cache: mem_fraction_static {frac:.2f} x {before:.2f} GiB free "
-                             f"= {frac * before:.2f} GiB does not cover the {weights:.2f} GiB of weights")
+    reasons, notes = verdict(
+        inp,
+        tokens,
+        kv_gib,
+        f"no room for the KV cache: mem_fraction_static {frac:.2f} x {before:.2f} GiB free "
+        f"= {frac * before:.2f} GiB does not cover the {weights:.2f} GiB of weights",
+    )
     ctx = context_gib(inp)
     per_gpu = {
-        "weights": weights, "kv_cache": max(0.0, kv_gib), "activation": headroom, "overhead": ctx,
+        "weights": weights,
+        "kv_cache": max(0.0, kv_gib),
+        "activation": headroom,
+        "overhead": ctx,
         "total": ctx + weights + max(0.0, kv_gib) + headroom,
-        "mem_fraction_static": frac, "free_before_load": before,
+        "mem_fraction_static": frac,
+        "free_before_load": before,
     }
-    return Estimate(per_gpu_gib=per_gpu, kv_cache_tokens=tokens,
-                    max_concurrent_sequences=tokens / inp.context_length if inp.context_length else 0.0,
-                    fits=not reasons, reasons=reasons, notes=notes)
+    return Estimate(
+        per_gpu_gib=per_gpu,
+        kv_cache_tokens=tokens,
+        max_concurrent_sequences=tokens / inp.context_length if inp.context_length else 0.0,
+        fits=not reasons,
+        reasons=reasons,
+        notes=notes,
+    )
 
 
 def min_fraction(inp: EstimateInput, tokens_needed: int) -> float | None:

@@ -18,13 +18,13 @@ from xinf_planner.core.catalog.models import ModelArch
 
 @dataclass(frozen=True)
 class Tensor:
-    name: str            # GGUF-style role: token_embd, output, attn_q, ffn_down_exps, attn_norm, ...
-    layer: int | None    # None for the embedding, the final norm and the LM head
-    rows: int            # output features (1-D tensors: 1)
-    cols: int            # input features (1-D tensors: their length)
-    shard: str           # vocab | col | row | kv | expert | replicated
-    part: str            # embed | lm_head | attention | mlp | experts | shared | router | norm
-    count: int = 1       # identical copies (routed experts)
+    name: str  # GGUF-style role: token_embd, output, attn_q, ffn_down_exps, attn_norm, ...
+    layer: int | None  # None for the embedding, the final norm and the LM head
+    rows: int  # output features (1-D tensors: 1)
+    cols: int  # input features (1-D tensors: their length)
+    shard: str  # vocab | col | row | kv | expert | replicated
+    part: str  # embed | lm_head | attention | mlp | experts | shared | router | norm
+    count: int = 1  # identical copies (routed experts)
 
     @property
     def numel(self) -> int:
@@ -44,12 +44,16 @@ def _dense_attention(m: ModelArch, i: int) -> list[Tensor]:
         Tensor("attn_output", i, h, q, "row", "attention"),
     ]
     if m.attention_bias:
-        out += [Tensor("attn_q_bias", i, 1, q, "col", "norm"),
-                Tensor("attn_k_bias", i, 1, kv, "kv", "norm"),
-                Tensor("attn_v_bias", i, 1, kv, "kv", "norm")]
+        out += [
+            Tensor("attn_q_bias", i, 1, q, "col", "norm"),
+            Tensor("attn_k_bias", i, 1, kv, "kv", "norm"),
+            Tensor("attn_v_bias", i, 1, kv, "kv", "norm"),
+        ]
     if m.qk_norm:
-        out += [Tensor("attn_q_norm", i, 1, m.head_dim, "replicated", "norm"),
-                Tensor("attn_k_norm", i, 1, m.head_dim, "replicated", "norm")]
+        out += [
+            Tensor("attn_q_norm", i, 1, m.head_dim, "replicated", "norm"),
+            Tensor("attn_k_norm", i, 1, m.head_dim, "replicated", "norm"),
+        ]
     return out
 
 
@@ -69,18 +73,22 @@ def _mla_attention(m: ModelArch, i: int) -> list[Tensor]:
 
 def _mlp(m: ModelArch, i: int, inter: int, suffix: str = "", part: str = "mlp") -> list[Tensor]:
     h = m.hidden_size
-    return [Tensor(f"ffn_gate{suffix}", i, inter, h, "col", part),
-            Tensor(f"ffn_up{suffix}", i, inter, h, "col", part),
-            Tensor(f"ffn_down{suffix}", i, h, inter, "row", part)]
+    return [
+        Tensor(f"ffn_gate{suffix}", i, inter, h, "col", part),
+        Tensor(f"ffn_up{suffix}", i, inter, h, "col", part),
+        Tensor(f"ffn_down{suffix}", i, h, inter, "row", part),
+    ]
 
 
 def _moe(m: ModelArch, i: int) -> list[Tensor]:
     h, e, inter = m.hidden_size, m.n_routed_experts, m.moe_intermediate_size
-    out = [Tensor("ffn_gate_inp", i, e, h, "replicated", "router"),
-           Tensor("exp_probs_b", i, 1, e, "replicated", "norm"),
-           Tensor("ffn_gate_exps", i, inter, h, "expert", "experts", e),
-           Tensor("ffn_up_exps", i, inter, h, "expert", "experts", e),
-           Tensor("ffn_down_exps", i, h, inter, "expert", "experts", e)]
+    out = [
+        Tensor("ffn_gate_inp", i, e, h, "replicated", "router"),
+        Tensor("exp_probs_b", i, 1, e, "replicated", "norm"),
+        Tensor("ffn_gate_exps", i, inter, h, "expert", "experts", e),
+        Tensor("ffn_up_exps", i, inter, h, "expert", "experts", e),
+        Tensor("ffn_down_exps", i, h, inter, "expert", "experts", e),
+    ]
     if m.n_shared_experts:
         out += _mlp(m, i, inter * m.n_shared_experts, "_shexp", "shared")
     return out

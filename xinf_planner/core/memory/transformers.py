@@ -37,6 +37,12 @@ def estimate(inp: EstimateInput) -> Estimate:
         room = free - weights - act - overhead
     tokens = max(0, math.floor(room * GIB / per_token))
     per_gpu = {"weights": weights, "kv_cache": kv, "activation": act, "overhead": overhead, "total": total}
-    return Estimate(per_gpu_gib=per_gpu, kv_cache_tokens=tokens,
-                    max_concurrent_sequences=tokens / inp.context_length if inp.context_length else 0.0,
-                    fits=not reasons, reasons=reasons, host_gib=host, notes=notes)
+    return Estimate(
+        per_gpu_gib=per_gpu,
+        kv_cache_tokens=tokens,
+        max_concurrent_sequences=tokens / inp.context_length if inp.context_length else 0.0,
+        fits=not reasons,
+        reasons=reasons,
+        host_gib=host,
+        notes=notes,
+    )

@@ -12,19 +12,19 @@ GIB = 2**30
 @dataclass
 class EstimateInput:
     model: ModelArch
-    engine: str                          # "vllm" | "sglang" | "llama.cpp" | "mlx" | "transformers"
+    engine: str  # "vllm" | "sglang" | "llama.cpp" | "mlx" | "transformers"
     model_format: str = "pytorch"
     quantization: str = "none"
     tp: int = 1
     pp: int = 1
-    gpu_total_gib: float | None = None   # None => CPU only (llama.cpp/transformers count RAM)
+    gpu_total_gib: float | None = None  # None => CPU only (llama.cpp/transformers count RAM)
     gpu_used_gib: float = 0.0
-    gpu_memory_utilization: float | None = None   # vLLM; default 0.90 as vLLM/Xinference
-    mem_fraction_static: float | None = None      # SGLang; default by TP as Xinference does
+    gpu_memory_utilization: float | None = None  # vLLM; default 0.90 as vLLM/Xinference
+    mem_fraction_static: float | None = None  # SGLang; default by TP as Xinference does
     context_length: int = 4096
     concurrency: int = 1
-    kv_cache_dtype: str = "auto"         # auto | fp8 | f16 | q8_0 | q4_0
-    dtype: str | None = None             # bfloat16 | float16 (None: the model's)
+    kv_cache_dtype: str = "auto"  # auto | fp8 | f16 | q8_0 | q4_0
+    dtype: str | None = None  # bfloat16 | float16 (None: the model's)
     n_ctx: int | None = None
     n_parallel: int | None = None
     n_gpu_layers: int | None = None
@@ -34,23 +34,23 @@ class EstimateInput:
     unified_memory: bool = False
     gpu_wired_limit_gib: float | None = None
     # optional extensions
-    max_num_seqs: int | None = None      # vLLM; None: the 256 Xinference passes
+    max_num_seqs: int | None = None  # vLLM; None: the 256 Xinference passes
     max_num_batched_tokens: int | None = None
-    enforce_eager: bool = False          # vLLM: no CUDA graphs
-    engine_version: str | None = None    # e.g. "0.19.0"; None: a current release
-    flash_attn: bool | None = None       # llama.cpp; None: on (llama.cpp's "auto" on CUDA/Metal)
-    gpu_tflops: float | None = None      # dense 16-bit tensor TFLOPS, for the decode compute roofline
+    enforce_eager: bool = False  # vLLM: no CUDA graphs
+    engine_version: str | None = None  # e.g. "0.19.0"; None: a current release
+    flash_attn: bool | None = None  # llama.cpp; None: on (llama.cpp's "auto" on CUDA/Metal)
+    gpu_tflops: float | None = None  # dense 16-bit tensor TFLOPS, for the decode compute roofline
 
 
 @dataclass
 class Estimate:
-    per_gpu_gib: dict[str, float]        # weights, kv_cache, activation, overhead, total (+ detail keys)
-    kv_cache_tokens: int                 # whole KV pool of one replica, in tokens
-    max_concurrent_sequences: float      # at context_length
+    per_gpu_gib: dict[str, float]  # weights, kv_cache, activation, overhead, total (+ detail keys)
+    kv_cache_tokens: int  # whole KV pool of one replica, in tokens
+    max_concurrent_sequences: float  # at context_length
     fits: bool
-    reasons: list[str]                   # why not, plain sentences
+    reasons: list[str]  # why not, plain sentences
     decode_tokens_per_s: dict[str, float | None] = field(default_factory=dict)
-    host_gib: float = 0.0                # system RAM the engine needs (llama.cpp offload / CPU)
+    host_gib: float = 0.0  # system RAM the engine needs (llama.cpp offload / CPU)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -58,8 +58,9 @@ class Estimate:
         d["per_gpu_gib"] = {k: round(v, 2) for k, v in self.per_gpu_gib.items()}
         d["max_concurrent_sequences"] = round(self.max_concurrent_sequences, 2)
         d["host_gib"] = round(self.host_gib, 2)
-        d["decode_tokens_per_s"] = {k: (None if v is None else round(v, 1))
-                                    for k, v in self.decode_tokens_per_s.items()}
+        d["decode_tokens_per_s"] = {
+            k: (None if v is None else round(v, 1)) for k, v in self.decode_tokens_per_s.items()
+        }
         return d
 
 

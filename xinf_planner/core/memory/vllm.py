@@ -65,8 +65,12 @@ def cuda_graph_gib(inp: EstimateInput) -> float:
 
 
 def fixed_gib(inp: EstimateInput) -> dict[str, float]:
-    return {"weights": loaded_weights_gib(inp), "activation": activation_gib(inp),
-            "non_torch": non_torch_gib(inp), "cuda_graphs": cuda_graph_gib(inp)}
+    return {
+        "weights": loaded_weights_gib(inp),
+        "activation": activation_gib(inp),
+        "non_torch": non_torch_gib(inp),
+        "cuda_graphs": cuda_graph_gib(inp),
+    }
 
 
 def estimate(inp: EstimateInput) -> Estimate:
@@ -80,24 +84,40 @@ def estimate(inp: EstimateInput) -> Estimate:
     per_token = per_token_bytes(inp)
     block = c["block_size"]
     tokens = max(0, math.floor(kv_gib * GIB / (per_token * block)) * block)
-    no_room = (f"no room for the KV cache: weights {parts['weights']:.2f} + activation "
-               f"{parts['activation']:.2f} + overhead {parts['non_torch'] + parts['cuda_graphs']:.2f} GiB "
-               f"exceed the {reservation:.2f} GiB reservation")
-    reasons, notes = verdict(inp, tokens, kv_gib, no_room,
-                             f" (vLLM refuses to start; the largest context that fits is {tokens})")
+    no_room = (
+        f"no room for the KV cache: weights {parts['weights']:.2f} + activation "
+        f"{parts['activation']:.2f} + overhead {parts['non_torch'] + parts['cuda_graphs']:.2f} GiB "
+        f"exceed the {reservation:.2f} GiB reservation"
+    )
+    reasons, notes = verdict(
+        inp, tokens, kv_gib, no_room, f" (vLLM refuses to start; the largest context that fits is {tokens})"
+    )
     if reservation > free + 1e-9:
-        reasons.insert(0, f"vLLM reserves gpu_memory_utilization {util:.2f} x {total:.2f} GiB = {reservation:.2f} "
-                          f"GiB per GPU, but only {free:.2f} GiB is free")
+        reasons.insert(
+            0,
+            f"vLLM reserves gpu_memory_utilization {util:.2f} x {total:.2f} GiB = {reservation:.2f} "
+            f"GiB per GPU, but only {free:.2f} GiB is free",
+        )
     overhead = parts["non_torch"] + parts["cuda_graphs"]
     per_gpu = {
-        "weights": parts["weights"], "kv_cache": max(0.0, kv_gib), "activation": parts["activation"],
-        "overhead": overhead, "total": parts["weights"] + max(0.0, kv_gib) + parts["activation"] + overhead,
-        "non_torch": parts["non_torch"], "cuda_graphs": parts["cuda_graphs"],
-        "reservation": reservation, "free": free,
+        "weights": parts["weights"],
+        "kv_cache": max(0.0, kv_gib),
+        "activation": parts["activation"],
+        "overhead": overhead,
+        "total": parts["weights"] + max(0.0, kv_gib) + parts["activation"] + overhead,
+        "non_torch": parts["non_torch"],
+        "cuda_graphs": parts["cuda_graphs"],
+        "reservation": reservation,
+        "free": free,
     }
-    return Estimate(per_gpu_gib=per_gpu, kv_cache_tokens=tokens,
-                    max_concurrent_sequences=tokens / inp.context_length if inp.context_length else 0.0,
-                    fits=not reasons, reasons=reasons, notes=notes)
+    return Estimate(
+        per_gpu_gib=per_gpu,
+        kv_cache_tokens=tokens,
+        max_concurrent_sequences=tokens / inp.context_length if inp.context_length else 0.0,
+        fits=not reasons,
+        reasons=reasons,
+        notes=notes,
+    )
 
 
 def min_utilization(inp: EstimateInput, tokens_needed: int) -> float | None:

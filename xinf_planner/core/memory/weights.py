@@ -82,21 +82,24 @@ def rotary_cache_bytes(m: ModelArch, dtype: str | None = None) -> float:
     return m.max_position_embeddings * rot * DTYPE_BYTES.get(dtype or m.torch_dtype, 2)
 
 
-def stage_bytes_per_gpu(m: ModelArch, model_format: str, quantization: str, tp: int, pp: int,
-                        stage: int, dtype: str | None = None) -> float:
+def stage_bytes_per_gpu(
+    m: ModelArch, model_format: str, quantization: str, tp: int, pp: int, stage: int, dtype: str | None = None
+) -> float:
     """Weight bytes on one GPU of pipeline stage ``stage`` under ``tp``-way tensor parallelism."""
     table = dict(zip(model_tensors(m), tensor_bytes(m, model_format, quantization, dtype)))
     return sum(table[t] * shard_fraction(t, m, tp) for t in stage_tensors(m, pp, stage))
 
 
-def per_gpu_bytes(m: ModelArch, model_format: str, quantization: str, tp: int = 1, pp: int = 1,
-                  dtype: str | None = None) -> list[float]:
+def per_gpu_bytes(
+    m: ModelArch, model_format: str, quantization: str, tp: int = 1, pp: int = 1, dtype: str | None = None
+) -> list[float]:
     """Weight bytes per GPU for each pipeline stage."""
     return [stage_bytes_per_gpu(m, model_format, quantization, tp, pp, s, dtype) for s in range(pp)]
 
 
-def active_bytes(m: ModelArch, model_format: str, quantization: str, experts_touched: float | None = None,
-                 dtype: str | None = None) -> float:
+def active_bytes(
+    m: ModelArch, model_format: str, quantization: str, experts_touched: float | None = None, dtype: str | None = None
+) -> float:
     """Weight bytes one decode step reads: everything but the routed experts no token chose.
 
     ``experts_touched``: distinct routed experts a step uses per MoE layer (default: one token's)."""

@@ -14,8 +14,14 @@ from typing import Any, Iterator
 VERSION = 1
 
 
-def new_plan(inventory, request: dict, deployments: list[dict], rejected: list[dict],
-             notes: list[str] | None = None, source: str | None = None) -> dict:
+def new_plan(
+    inventory,
+    request: dict,
+    deployments: list[dict],
+    rejected: list[dict],
+    notes: list[str] | None = None,
+    source: str | None = None,
+) -> dict:
     """The plan document: the inventory it was made for (embedded, fingerprinted), the
     normalised request, the deployments and the rejected alternatives."""
     from xinf_planner import __version__
@@ -25,9 +31,14 @@ def new_plan(inventory, request: dict, deployments: list[dict], rejected: list[d
     if source:
         inv["source"] = source
     inv["document"] = inventory.to_dict()
-    doc: dict[str, Any] = {"version": VERSION, "generated_by": f"xinf-plan {__version__}",
-                           "inventory": inv, "request": request, "deployments": deployments,
-                           "rejected": rejected}
+    doc: dict[str, Any] = {
+        "version": VERSION,
+        "generated_by": f"xinf-plan {__version__}",
+        "inventory": inv,
+        "request": request,
+        "deployments": deployments,
+        "rejected": rejected,
+    }
     if notes:
         doc["notes"] = list(notes)
     return doc

@@ -20,7 +20,7 @@ from xinf_planner.errors import InvalidInput, XinfPlanError
 
 SCHEMA = "plan.schema.json"
 VERSION = 1
-TOLERANCE_GIB = 0.005          # rounding of the figures a plan prints
+TOLERANCE_GIB = 0.005  # rounding of the figures a plan prints
 LLAMA_CPP_MAX_CONTEXT = 2**31 - 1
 _REPLICA_SUFFIX = re.compile(r"-rep\d+$")
 _BAD_NAME_CHARS = re.compile(r"[+\\/?%#&=\s]")
@@ -28,17 +28,28 @@ _BAD_NAME_CHARS = re.compile(r"[+\\/?%#&=\s]")
 Error = tuple[str, str]
 
 
-def new_plan(inventory: Inventory, request: dict, deployments: list[dict], rejected: list[dict],
-             notes: list[str] | None = None, source: str | None = None) -> dict:
+def new_plan(
+    inventory: Inventory,
+    request: dict,
+    deployments: list[dict],
+    rejected: list[dict],
+    notes: list[str] | None = None,
+    source: str | None = None,
+) -> dict:
     from xinf_planner import __version__
 
     inv: dict[str, Any] = {"fingerprint": fingerprint(inventory)}
     if source:
         inv["source"] = source
     inv["document"] = inventory.to_dict()
-    doc: dict[str, Any] = {"version": VERSION, "generated_by": f"xinf-plan {__version__}",
-                           "inventory": inv, "request": request, "deployments": deployments,
-                           "rejected": rejected}
+    doc: dict[str, Any] = {
+        "version": VERSION,
+        "generated_by": f"xinf-plan {__version__}",
+        "inventory": inv,
+        "request": request,
+        "deployments": deployments,
+        "rejected": rejected,
+    }
     if notes:
         doc["notes"] = list(notes)
     return doc
@@ -72,16 +83,18 @@ def plan_errors(doc: Any) -> list[Error]:
         found.extend(_identity_errors(dep, base, i, uids, names))
         found.extend(_deployment_errors(dep, base, inv, excluded, ledger, ram))
     found.extend(_ledger_errors(inv, ledger, ram))
-    return list(dict.fromkeys(found))            # a rule broken by every replica is one error
+    return list(dict.fromkeys(found))  # a rule broken by every replica is one error
 
 
 # -- inventory -------------------------------------------------------------------------------
 
+
 def _inventory_of(doc: dict) -> tuple[Inventory | None, list[Error]]:
     section = doc["inventory"]
     if "document" not in section:
-        return None, [("$.inventory.document", "is required: validate checks the plan against the "
-                       "inventory it was made for")]
+        return None, [
+            ("$.inventory.document", "is required: validate checks the plan against the inventory it was made for")
+        ]
     try:
         inv = Inventory.from_dict(section["document"], "inventory")
     except XinfPlanError as exc:
@@ -90,12 +103,18 @@ def _inventory_of(doc: dict) -> tuple[Inventory | None, list[Error]]:
         return None, [("$.inventory.document" + path.removeprefix("$"), msg or text)]
     errors = []
     if section["fingerprint"] != fingerprint(inv):
-        errors.append(("$.inventory.fingerprint", f"{section['fingerprint']} does not match the embedded "
-                       f"inventory ({fingerprint(inv)}): the inventory was edited after planning"))
+        errors.append(
+            (
+                "$.inventory.fingerprint",
+                f"{section['fingerprint']} does not match the embedded "
+                f"inventory ({fingerprint(inv)}): the inventory was edited after planning",
+            )
+        )
     return inv, errors
 
 
 # -- one deployment --------------------------------------------------------------------------
+
 
 def _identity_errors(dep: dict, base: str, i: int, uids: dict, names: dict) -> Iterator[Error]:
     uid = dep["launch"]["model_uid"]
@@ -103,8 +122,7 @@ def _identity_errors(dep: dict, base: str, i: int, uids: dict, names: dict) -> I
         yield f"{base}.launch.model_uid", f"{uid!r} is used twice (also $.deployments[{uids[uid]}])"
     uids.setdefault(uid, i)
     if _REPLICA_SUFFIX.search(uid):
-        yield f"{base}.launch.model_uid", (f"{uid!r} ends in -rep<N>, which Xinference reserves for "
-                                           f"replica uids")
+        yield f"{base}.launch.model_uid", (f"{uid!r} ends in -rep<N>, which Xinference reserves for replica uids")
     if dep["name"] in names:
         yield f"{base}.name", f"{dep['name']!r} is used twice (also $.deployments[{names[dep['name']]}])"
     names.setdefault(dep["name"], i)
@@ -115,12 +133,19 @@ def _deployment_errors(dep: dict, base: str, inv: Inventory, excluded: set, ledg
     lp = f"{base}.launch"
     engine = engines.canonical(launch["model_engine"])
     if engine not in engines.NAMES:
-        yield f"{lp}.model_engine", f"{launch['model_engine']!r} is not an engine xinf-plan knows " \
-                                    f"({', '.join(engines.NAMES)})"
+        yield (
+            f"{lp}.model_engine",
+            f"{launch['model_engine']!r} is not an engine xinf-plan knows ({', '.join(engines.NAMES)})",
+        )
         return
     if "context_length" not in launch:
-        yield f"{lp}.context_length", ("is required: without it the engine takes the model's maximum "
-                                       "(131072 or 163840 tokens) and may not start")
+        yield (
+            f"{lp}.context_length",
+            (
+                "is required: without it the engine takes the model's maximum "
+                "(131072 or 163840 tokens) and may not start"
+            ),
+        )
     yield from _placement_kwarg_errors(launch, lp, dep, inv)
     arch, spec, catalog_errors = _catalog_facts(dep, base)
     yield from catalog_errors
@@ -158,8 +183,10 @@ def _placement_kwarg_errors(launch: dict, lp: str, dep: dict, inv: Inventory) ->
             device = entry["devices"][0]
             n_gpu, idx = device.get("n_gpu", "auto"), device.get("gpu_idx") or []
             if idx and n_gpu != "auto" and n_gpu != len(idx):
-                yield (f"{lp}.replica_config[{r}].devices[0].n_gpu",
-                       f"is {n_gpu} but gpu_idx lists {len(idx)} GPUs (it must equal it, or be 'auto')")
+                yield (
+                    f"{lp}.replica_config[{r}].devices[0].n_gpu",
+                    f"is {n_gpu} but gpu_idx lists {len(idx)} GPUs (it must equal it, or be 'auto')",
+                )
             if len(set(idx)) != len(idx):
                 yield f"{lp}.replica_config[{r}].devices[0].gpu_idx", "lists a GPU twice"
             if r < len(placement):
@@ -169,31 +196,41 @@ def _placement_kwarg_errors(launch: dict, lp: str, dep: dict, inv: Inventory) ->
     apple = _on_apple(placement, inv)
     on_gpus = any(p["gpus"] for p in placement) and not apple
     if apple and gpu_idx is not None:
-        yield f"{lp}.gpu_idx", ("must not be set on Apple silicon: Xinference counts no MPS devices, so the "
-                                "worker refuses every GPU index")
+        yield (
+            f"{lp}.gpu_idx",
+            (
+                "must not be set on Apple silicon: Xinference counts no MPS devices, so the "
+                "worker refuses every GPU index"
+            ),
+        )
         return
     if gpu_idx is not None:
         if len(gpu_idx) % replica:
-            yield f"{lp}.gpu_idx", (f"has {len(gpu_idx)} GPUs, not a multiple of replica {replica} "
-                                    f"(Xinference rejects it)")
+            yield (
+                f"{lp}.gpu_idx",
+                (f"has {len(gpu_idx)} GPUs, not a multiple of replica {replica} (Xinference rejects it)"),
+            )
         elif len(set(gpu_idx)) != len(gpu_idx):
             yield f"{lp}.gpu_idx", "lists a GPU twice"
         else:
             k = len(gpu_idx) // replica
             for r, place in enumerate(placement[:replica]):
-                got = gpu_idx[r * k:(r + 1) * k]
+                got = gpu_idx[r * k : (r + 1) * k]
                 if list(place["gpus"]) != got:
-                    yield (f"{base_of(lp)}.placement[{r}].gpus",
-                           f"is {place['gpus']} but Xinference gives replica {r} the slice {got} of gpu_idx")
+                    yield (
+                        f"{base_of(lp)}.placement[{r}].gpus",
+                        f"is {place['gpus']} but Xinference gives replica {r} the slice {got} of gpu_idx",
+                    )
         hosts = {p.get("host") for p in placement}
         if len(hosts) > 1 or any("hosts" in p for p in placement):
             yield f"{lp}.gpu_idx", "places replicas on one worker only; several hosts need replica_config"
     elif on_gpus:
-        yield f"{lp}", ("has no gpu_idx or replica_config: Xinference would choose the GPUs itself, by "
-                        "model count, not memory")
+        yield (
+            f"{lp}",
+            ("has no gpu_idx or replica_config: Xinference would choose the GPUs itself, by model count, not memory"),
+        )
     elif not apple and launch.get("n_gpu", "auto") is not None:
-        yield f"{lp}.n_gpu", ("must be null for replicas on the CPU: 'auto' takes one GPU wherever the "
-                              "worker has one")
+        yield f"{lp}.n_gpu", ("must be null for replicas on the CPU: 'auto' takes one GPU wherever the worker has one")
 
 
 def _sharded_kwarg_errors(launch: dict, lp: str, placement: list[dict], inv: Inventory) -> Iterator[Error]:
@@ -204,11 +241,21 @@ def _sharded_kwarg_errors(launch: dict, lp: str, placement: list[dict], inv: Inv
     base = base_of(lp)
     engine = engines.canonical(launch["model_engine"])
     if not cluster.shards(engine):
-        yield f"{lp}.n_worker", (f"{launch['model_engine']} cannot shard one replica over several workers "
-                                 f"(xinf-plan shards {', '.join(e for e in engines.NAMES if engines.multi_host(e))})")
+        yield (
+            f"{lp}.n_worker",
+            (
+                f"{launch['model_engine']} cannot shard one replica over several workers "
+                f"(xinf-plan shards {', '.join(e for e in engines.NAMES if engines.multi_host(e))})"
+            ),
+        )
     if launch["replica"] != 1 or len(placement) != 1:
-        yield f"{lp}.replica", ("a sharded deployment has exactly one replica: Xinference cannot pin the "
-                                "workers of each replica of an n_worker launch")
+        yield (
+            f"{lp}.replica",
+            (
+                "a sharded deployment has exactly one replica: Xinference cannot pin the "
+                "workers of each replica of an n_worker launch"
+            ),
+        )
     place = placement[0]
     hosts = place.get("hosts")
     if not hosts:
@@ -227,24 +274,39 @@ def _sharded_kwarg_errors(launch: dict, lp: str, placement: list[dict], inv: Inv
             yield f"{base}.placement[0].hosts[{k}]", f"{name!r} is not in the embedded inventory"
             continue
         if not address:
-            yield f"{base}.placement[0].hosts[{k}]", f"host {name} has no worker_address, so no shard can be pinned to it"
+            yield (
+                f"{base}.placement[0].hosts[{k}]",
+                f"host {name} has no worker_address, so no shard can be pinned to it",
+            )
         addresses.append(address)
     listed = cluster.parse_worker_ips(launch.get("worker_ip"))
     if not listed:
-        yield f"{lp}.worker_ip", ("is required with n_worker > 1: without it Xinference's scheduler "
-                                  "chooses the workers")
+        yield (
+            f"{lp}.worker_ip",
+            ("is required with n_worker > 1: without it Xinference's scheduler chooses the workers"),
+        )
     elif sorted(listed) != sorted(a for a in addresses if a):
-        yield f"{lp}.worker_ip", f"lists {', '.join(listed)} but the placement's hosts are {', '.join(map(str, addresses))}"
+        yield (
+            f"{lp}.worker_ip",
+            f"lists {', '.join(listed)} but the placement's hosts are {', '.join(map(str, addresses))}",
+        )
     gpus = list(place["gpus"])
     if launch.get("gpu_idx") != gpus:
         yield f"{lp}.gpu_idx", f"is {launch.get('gpu_idx')} but the placement gives every shard GPUs {gpus}"
     if launch.get("n_gpu") != len(gpus):
-        yield f"{lp}.n_gpu", (f"is {launch.get('n_gpu')!r} but each shard uses {len(gpus)} GPU(s) "
-                              "(with n_worker, n_gpu is GPUs per worker)")
+        yield (
+            f"{lp}.n_gpu",
+            (
+                f"is {launch.get('n_gpu')!r} but each shard uses {len(gpus)} GPU(s) "
+                "(with n_worker, n_gpu is GPUs per worker)"
+            ),
+        )
     tp, pp = launch.get("tensor_parallel_size"), launch.get("pipeline_parallel_size")
     if engine == "vllm" and tp is not None and (tp * (pp or 1)) != len(gpus) * len(hosts):
-        yield f"{lp}.tensor_parallel_size", (f"TP {tp} × PP {pp or 1} is not the {len(gpus) * len(hosts)} GPUs "
-                                             f"of {len(hosts)} hosts × {len(gpus)}")
+        yield (
+            f"{lp}.tensor_parallel_size",
+            (f"TP {tp} × PP {pp or 1} is not the {len(gpus) * len(hosts)} GPUs of {len(hosts)} hosts × {len(gpus)}"),
+        )
     kinds = set()
     for name in hosts:
         try:
@@ -301,8 +363,12 @@ def _engine_kwarg_errors(launch: dict, lp: str, engine: str) -> Iterator[Error]:
                 yield f"{lp}.n_parallel", "context_length × n_parallel exceeds llama.cpp's context limit"
         if "n_ctx" in launch and launch["n_ctx"] != engines.slot_context(launch["context_length"], slots or 1):
             yield f"{lp}.n_ctx", "conflicts with context_length (Xinference sets n_ctx itself)"
-    if engine == "vllm" and "max_model_len" in launch and "context_length" in launch \
-            and launch["max_model_len"] != launch["context_length"]:
+    if (
+        engine == "vllm"
+        and "max_model_len" in launch
+        and "context_length" in launch
+        and launch["max_model_len"] != launch["context_length"]
+    ):
         yield f"{lp}.max_model_len", "conflicts with context_length (Xinference rejects both differing)"
 
 
@@ -325,40 +391,61 @@ def _catalog_facts(dep: dict, base: str):
     registration = dep.get("registration")
     if registration is not None:
         if launch["model_name"] != registration["model_name"]:
-            errors.append((f"{base}.launch.model_name", f"is {launch['model_name']!r} but the registration "
-                           f"registers {registration['model_name']!r}"))
+            errors.append(
+                (
+                    f"{base}.launch.model_name",
+                    f"is {launch['model_name']!r} but the registration registers {registration['model_name']!r}",
+                )
+            )
         if _BAD_NAME_CHARS.search(registration["model_name"]):
-            errors.append((f"{base}.registration.model_name",
-                           "may not contain + \\ / ? % # & = or whitespace"))
+            errors.append((f"{base}.registration.model_name", "may not contain + \\ / ? % # & = or whitespace"))
         if registration["model_name"] in catalog.families():
             errors.append((f"{base}.registration.model_name", "clashes with a builtin model name"))
         if registration["model_family"] not in catalog.families():
-            errors.append((f"{base}.registration.model_family",
-                           f"{registration['model_family']!r} is not a builtin R1 family"))
+            errors.append(
+                (f"{base}.registration.model_family", f"{registration['model_family']!r} is not a builtin R1 family")
+            )
         return arch, None, errors
     if arch is None or isinstance(arch, _LocalArch) and arch.catalog is None:
         return arch, None, errors
     if launch["model_name"] != arch.family:
-        errors.append((f"{base}.launch.model_name", f"is {launch['model_name']!r} but the model is "
-                       f"{arch.ref} (family {arch.family!r})"))
+        errors.append(
+            (
+                f"{base}.launch.model_name",
+                f"is {launch['model_name']!r} but the model is {arch.ref} (family {arch.family!r})",
+            )
+        )
     try:
         spec = catalog.find_spec(arch, launch["model_format"], launch["quantization"])
     except XinfPlanError as exc:
         errors.append((f"{base}.launch.quantization", str(exc)))
         return arch, None, errors
     if not spec.launchable:
-        errors.append((f"{base}.launch", f"{arch.ref} {spec.model_format}/{spec.quantization} is listed "
-                       f"but Xinference cannot launch it: {'; '.join(spec.notes) or 'not launchable'}"))
+        errors.append(
+            (
+                f"{base}.launch",
+                f"{arch.ref} {spec.model_format}/{spec.quantization} is listed "
+                f"but Xinference cannot launch it: {'; '.join(spec.notes) or 'not launchable'}",
+            )
+        )
     hub = launch.get("download_hub") or catalog.DEFAULT_HUB
     if hub not in spec.model_ids:
-        errors.append((f"{base}.launch.download_hub", f"{arch.ref} {spec.model_format}/{spec.quantization} "
-                       f"is not on {hub}; it is on {', '.join(spec.hubs)}"))
+        errors.append(
+            (
+                f"{base}.launch.download_hub",
+                f"{arch.ref} {spec.model_format}/{spec.quantization} is not on {hub}; it is on {', '.join(spec.hubs)}",
+            )
+        )
     else:
         want = spec.launch_size(hub)
         got = str(launch["model_size_in_billions"]).replace(".", "_")
         if got != want:
-            errors.append((f"{base}.launch.model_size_in_billions",
-                           f"is {launch['model_size_in_billions']!r} but this spec is labelled {want!r} on {hub}"))
+            errors.append(
+                (
+                    f"{base}.launch.model_size_in_billions",
+                    f"is {launch['model_size_in_billions']!r} but this spec is labelled {want!r} on {hub}",
+                )
+            )
     return arch, spec, errors
 
 
@@ -377,8 +464,9 @@ class _LocalArch:
         raise AttributeError(name)
 
 
-def _replica_errors(dep, place, base, r, inv, engine, arch, precision, excluded, ledger, ram,
-                    shard: tuple[int, int] | None = None) -> Iterator[Error]:
+def _replica_errors(
+    dep, place, base, r, inv, engine, arch, precision, excluded, ledger, ram, shard: tuple[int, int] | None = None
+) -> Iterator[Error]:
     launch = dep["launch"]
     path = f"{base}.placement[{r}]"
     if shard is not None:
@@ -391,9 +479,21 @@ def _replica_errors(dep, place, base, r, inv, engine, arch, precision, excluded,
             try:
                 inv.host(name)
             except KeyError:
-                continue                        # reported with the launch keywords
-            yield from _replica_errors(dep, {"host": name, "gpus": place["gpus"]}, base, r, inv, engine, arch,
-                                       precision, excluded, ledger, ram, shard=(k, len(hosts)))
+                continue  # reported with the launch keywords
+            yield from _replica_errors(
+                dep,
+                {"host": name, "gpus": place["gpus"]},
+                base,
+                r,
+                inv,
+                engine,
+                arch,
+                precision,
+                excluded,
+                ledger,
+                ram,
+                shard=(k, len(hosts)),
+            )
         return
     try:
         host = inv.host(place["host"])
@@ -433,10 +533,11 @@ def _replica_errors(dep, place, base, r, inv, engine, arch, precision, excluded,
     reason = rules.cc_reason(engine, launch["model_format"], precision, cc, gpus[0].name)
     if reason:
         yield path, reason
-    if precision == "16" and rules.dtype_for(engine, precision, cc) == "float16" \
-            and launch.get("dtype") != "float16":
-        yield f"{base}.launch.dtype", (f"must be float16: {gpus[0].name} (compute capability "
-                                                f"{rules.cc_text(cc)}) has no bf16")
+    if precision == "16" and rules.dtype_for(engine, precision, cc) == "float16" and launch.get("dtype") != "float16":
+        yield (
+            f"{base}.launch.dtype",
+            (f"must be float16: {gpus[0].name} (compute capability {rules.cc_text(cc)}) has no bf16"),
+        )
     if engines.tensor_parallel(engine) and arch is not None:
         tp = launch.get("tensor_parallel_size") or launch.get("tp_size") or len(gpus)
         reason = rules.tp_reason(arch, tp, launch["model_format"])
@@ -450,9 +551,11 @@ def _replica_errors(dep, place, base, r, inv, engine, arch, precision, excluded,
         if too_big is None and float(per_gpu["total"]) > g.memory_free_gib + TOLERANCE_GIB:
             too_big = g
     if too_big is not None:
-        yield (f"{base}.estimate.per_gpu_gib.total",
-               f"{per_gpu['total']} GiB does not fit in the {too_big.memory_free_gib:.2f} GiB free on "
-               f"{host.name} GPU {too_big.index} (replica {r})")
+        yield (
+            f"{base}.estimate.per_gpu_gib.total",
+            f"{per_gpu['total']} GiB does not fit in the {too_big.memory_free_gib:.2f} GiB free on "
+            f"{host.name} GPU {too_big.index} (replica {r})",
+        )
 
 
 def _ledger_errors(inv: Inventory, ledger, ram) -> Iterator[Error]:
@@ -461,12 +564,17 @@ def _ledger_errors(inv: Inventory, ledger, ram) -> Iterator[Error]:
         total = sum(h for _, h in holds)
         if total > gpu.memory_free_gib + TOLERANCE_GIB:
             who = ", ".join(p for p, _ in holds)
-            yield (holds[-1][0], f"reservations on {host_name} GPU {idx} add up to {total:.2f} GiB, more than "
-                   f"the {gpu.memory_free_gib:.2f} GiB free ({who})")
+            yield (
+                holds[-1][0],
+                f"reservations on {host_name} GPU {idx} add up to {total:.2f} GiB, more than "
+                f"the {gpu.memory_free_gib:.2f} GiB free ({who})",
+            )
     for host_name, needs in sorted(ram.items()):
         host = inv.host(host_name)
         avail = (host.memory_available_bytes or host.memory_total_bytes) / GIB
         total = sum(n for _, n in needs)
         if total > avail + TOLERANCE_GIB:
-            yield (needs[-1][0], f"CPU replicas on {host_name} need {total:.2f} GiB of RAM, more than the "
-                   f"{avail:.2f} GiB available")
+            yield (
+                needs[-1][0],
+                f"CPU replicas on {host_name} need {total:.2f} GiB of RAM, more than the {avail:.2f} GiB available",
+            )

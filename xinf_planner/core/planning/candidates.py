@@ -12,8 +12,8 @@ from xinf_planner.core.request import ModelRequest
 
 @dataclass(frozen=True)
 class Option:
-    arch: Any                 # catalog.ModelArch
-    spec: Any                 # catalog.Spec
+    arch: Any  # catalog.ModelArch
+    spec: Any  # catalog.Spec
     engine: str
     precision: str
 
@@ -24,8 +24,15 @@ class Option:
     @property
     def key(self) -> tuple:
         a = self.arch
-        return (a.ref, a.params, a.num_layers, a.hidden_size, self.spec.model_format,
-                self.spec.quantization, self.engine)
+        return (
+            a.ref,
+            a.params,
+            a.num_layers,
+            a.hidden_size,
+            self.spec.model_format,
+            self.spec.quantization,
+            self.engine,
+        )
 
 
 def archs_of(mreq: ModelRequest) -> list:
@@ -48,24 +55,32 @@ def options(ctx, archs: list, local) -> list[Option]:
         for spec in specs:
             name = f"{arch.ref} {spec.model_format}/{spec.quantization}"
             if not spec.launchable:
-                ctx.reject(name, "Xinference lists this spec but cannot launch it: "
-                           + ("; ".join(spec.notes) or "not launchable") + ".")
+                ctx.reject(
+                    name,
+                    "Xinference lists this spec but cannot launch it: "
+                    + ("; ".join(spec.notes) or "not launchable")
+                    + ".",
+                )
                 continue
             if req.formats is not None and spec.model_format not in req.formats:
                 continue
             if req.quantizations is not None and not any(
-                    q.lower() == spec.quantization.lower() for q in req.quantizations):
+                q.lower() == spec.quantization.lower() for q in req.quantizations
+            ):
                 continue
             if req.tool_calling and not arch.tool_calling:
-                ctx.reject(name, f"the request needs tool calling and Xinference's {arch.family} "
-                           "family does not list the 'tools' ability.")
+                ctx.reject(
+                    name,
+                    f"the request needs tool calling and Xinference's {arch.family} "
+                    "family does not list the 'tools' ability.",
+                )
                 continue
             precision = rules.precision_of(spec.model_format, spec.quantization, arch.checkpoint_quant)
             for engine in engines.NAMES:
                 if req.engines is not None and engine not in req.engines:
                     continue
                 if rules.format_reason(engine, spec.model_format):
-                    continue        # not a pairing at all; no need to list it
+                    continue  # not a pairing at all; no need to list it
                 reason = rules.family_reason(engine, arch) if local is None else None
                 if reason:
                     ctx.reject(f"{name} on {engine}", reason)
@@ -80,9 +95,19 @@ def local_arch(mreq: ModelRequest, local):
     from xinf_planner.core.sizes import size_in_billions
 
     base = catalog.get_model(f"{mreq.family}:{mreq.size}") if mreq.size else catalog.models_of(mreq.family)[0]
-    facts = {k: getattr(local, k) for k in ("num_layers", "hidden_size", "num_attention_heads",
-                                            "num_kv_heads", "head_dim", "vocab_size", "params")
-             if getattr(local, k, None)}
+    facts = {
+        k: getattr(local, k)
+        for k in (
+            "num_layers",
+            "hidden_size",
+            "num_attention_heads",
+            "num_kv_heads",
+            "head_dim",
+            "vocab_size",
+            "params",
+        )
+        if getattr(local, k, None)
+    }
     label = mreq.size or size_in_billions(local.params) or base.size
     size_b = float(label.replace("_", "."))
     return replace(base, size=label, size_b=size_b, **facts)
@@ -91,5 +116,12 @@ def local_arch(mreq: ModelRequest, local):
 def local_spec(arch, local):
     from xinf_planner.core.catalog import Spec
 
-    return Spec(model=arch, model_format=local.model_format, quantization=local.quantization,
-                model_ids={}, size_label={"local": arch.size}, notes=(), launchable=True)
+    return Spec(
+        model=arch,
+        model_format=local.model_format,
+        quantization=local.quantization,
+        model_ids={},
+        size_label={"local": arch.size},
+        notes=(),
+        launchable=True,
+    )

@@ -26,15 +26,15 @@ from xinf_planner.errors import InvalidInput
 class Device:
     """What one replica runs on, as the estimate sees it."""
 
-    kind: tuple | None        # placement.gpu_kind, None for the CPU
-    label: str                # "Tesla T4" or "CPU"
+    kind: tuple | None  # placement.gpu_kind, None for the CPU
+    label: str  # "Tesla T4" or "CPU"
     vendor: str | None
     cc: tuple[int, int] | None
     total_gib: float | None
     bandwidth_gbps: float | None
     unified: bool = False
     wired_limit_gib: float | None = None
-    host_ram_gib: float | None = None     # the least free RAM among the hosts with these GPUs
+    host_ram_gib: float | None = None  # the least free RAM among the hosts with these GPUs
 
 
 CPU = Device(None, "CPU", None, None, None, None)
@@ -48,8 +48,9 @@ def device_of(host: Host, gpu: GPU) -> Device:
         info = lookup_gpu(gpu.name)
         bandwidth = info.bandwidth_gbps if info else None
     wired = host.gpu_wired_limit_bytes / GIB if host.gpu_wired_limit_bytes else None
-    return Device(gpu_kind(gpu), gpu.name, gpu.vendor, gpu.cc, gpu.memory_total_gib, bandwidth,
-                  gpu.unified_memory, wired)
+    return Device(
+        gpu_kind(gpu), gpu.name, gpu.vendor, gpu.cc, gpu.memory_total_gib, bandwidth, gpu.unified_memory, wired
+    )
 
 
 class Capacity:
@@ -63,12 +64,16 @@ class Capacity:
         known = {gpu_key(h.name, g.index) for h in inventory.hosts for g in h.gpus}
         unknown = sorted(excluded - known)
         if unknown:
-            raise InvalidInput(f"exclude_gpus: {', '.join(unknown)} is not a GPU of this inventory "
-                               f"(GPUs: {', '.join(sorted(known)) or 'none'})")
+            raise InvalidInput(
+                f"exclude_gpus: {', '.join(unknown)} is not a GPU of this inventory "
+                f"(GPUs: {', '.join(sorted(known)) or 'none'})"
+            )
         for h in inventory.hosts:
             self.free_gpu[h.name] = {
                 g.index: free_gib_after_headroom(g, request.headroom_for(g.memory_total_gib))
-                for g in h.gpus if gpu_key(h.name, g.index) not in excluded and not g.mig_mode}
+                for g in h.gpus
+                if gpu_key(h.name, g.index) not in excluded and not g.mig_mode
+            }
             self.free_ram[h.name] = (h.memory_available_bytes or h.memory_total_bytes) / GIB
 
     def gpu_count(self) -> int:
@@ -85,21 +90,26 @@ class Context:
     inventory: Inventory
     request: Request
     capacity: Capacity
-    estimates: object                                 # estimates.EstimateCache
+    estimates: object  # estimates.EstimateCache
     local_models: dict = field(default_factory=dict)
     rejected: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    quiet: bool = False                               # refuse without the (costly) explanation
-    groups: dict = field(default_factory=dict)        # (host, free GPU indexes, width) -> groups
-    position: dict = field(default_factory=dict)      # host name -> its index in the inventory
+    quiet: bool = False  # refuse without the (costly) explanation
+    groups: dict = field(default_factory=dict)  # (host, free GPU indexes, width) -> groups
+    position: dict = field(default_factory=dict)  # host name -> its index in the inventory
 
     @classmethod
-    def new(cls, inventory: Inventory, request: Request, local_models: dict | None = None,
-            estimates=None) -> "Context":
+    def new(cls, inventory: Inventory, request: Request, local_models: dict | None = None, estimates=None) -> "Context":
         from xinf_planner.core.planning.estimates import EstimateCache
 
-        return cls(inventory, request, Capacity(inventory, request), estimates or EstimateCache(),
-                   dict(local_models or {}), position={h.name: n for n, h in enumerate(inventory.hosts)})
+        return cls(
+            inventory,
+            request,
+            Capacity(inventory, request),
+            estimates or EstimateCache(),
+            dict(local_models or {}),
+            position={h.name: n for n, h in enumerate(inventory.hosts)},
+        )
 
     def reject(self, candidate: str, reason: str) -> None:
         self.rejected.append({"candidate": candidate, "reason": reason})
@@ -124,8 +134,10 @@ class Context:
         can only serve when the inventory has that single host."""
         if len(self.inventory.hosts) == 1 or host.worker_address:
             return True
-        note = (f"Host {host.name} has no worker_address, so no replica can be pinned to it; "
-                "add the worker's ip:port to the inventory to use it.")
+        note = (
+            f"Host {host.name} has no worker_address, so no replica can be pinned to it; "
+            "add the worker's ip:port to the inventory to use it."
+        )
         if note not in self.notes:
             self.notes.append(note)
         return False

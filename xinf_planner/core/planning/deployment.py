@@ -11,8 +11,7 @@ from xinf_planner.core.planning.placement import LINK_WORDS, gpu_kind, placement
 from xinf_planner.core.planning.scoring import OBJECTIVES, TOO_SLOW_TOKENS_PER_S
 from xinf_planner.core.sizes import size_value
 
-ARCH_FACTS = ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size",
-              "params")
+ARCH_FACTS = ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size", "params")
 
 
 def deployment(ctx, mreq, lay, context: int, uid_taken: set) -> dict:
@@ -30,21 +29,24 @@ def deployment(ctx, mreq, lay, context: int, uid_taken: set) -> dict:
         host0 = lay.replicas[0][0]
         worker = host0.worker_address if len(ctx.inventory.hosts) > 1 else None
         if ctx.request.model_path_on_every_worker:
-            worker = None       # registered at the supervisor; every worker reads the same path
-        registration = registration_for(local, model_name=uid, model_family=mreq.family,
-                                        context_length=None, worker_ip=worker)
+            worker = None  # registered at the supervisor; every worker reads the same path
+        registration = registration_for(
+            local, model_name=uid, model_family=mreq.family, context_length=None, worker_ip=worker
+        )
         launch["model_name"] = registration["model_name"]
         size = spec.size_label.get("local") or arch.size
     else:
         launch["model_name"] = arch.family
         size = spec.launch_size()
-    launch.update({
-        "model_type": "LLM",
-        "model_engine": engines.xinference_name(opt.engine),
-        "model_format": spec.model_format,
-        "model_size_in_billions": size_value(size),
-        "quantization": spec.quantization,
-    })
+    launch.update(
+        {
+            "model_type": "LLM",
+            "model_engine": engines.xinference_name(opt.engine),
+            "model_format": spec.model_format,
+            "model_size_in_billions": size_value(size),
+            "quantization": spec.quantization,
+        }
+    )
     replicas = [(h, () if g is None else g.gpus) for h, g in lay.replicas]
     if lay.shard_hosts:
         par = sharding.Parallel(lay.tp, lay.pp, "")
@@ -63,8 +65,11 @@ def deployment(ctx, mreq, lay, context: int, uid_taken: set) -> dict:
         "name": uid,
         "model": arch.ref if local is None else f"{mreq.family}:{size}",
         "launch": launch,
-        "placement": ([{"hosts": [h.name for h in lay.shard_hosts], "gpus": list(replicas[0][1])}]
-                      if lay.shard_hosts else [{"host": h.name, "gpus": list(gpus)} for h, gpus in replicas]),
+        "placement": (
+            [{"hosts": [h.name for h in lay.shard_hosts], "gpus": list(replicas[0][1])}]
+            if lay.shard_hosts
+            else [{"host": h.name, "gpus": list(gpus)} for h, gpus in replicas]
+        ),
         "estimate": estimate_block(lay),
         "reasons": reasons(ctx, mreq, lay, context),
     }
@@ -93,8 +98,7 @@ def estimate_block(lay) -> dict:
         "per_gpu_gib": per_gpu,
         "kv_cache_tokens": int(est.kv_cache_tokens),
         "max_concurrent_sequences": round(float(est.max_concurrent_sequences), 2),
-        "decode_tokens_per_s": {"per_sequence": round(lay.per_seq_tps, 2),
-                                "aggregate": round(lay.total_tps, 2)},
+        "decode_tokens_per_s": {"per_sequence": round(lay.per_seq_tps, 2), "aggregate": round(lay.total_tps, 2)},
         "served_sequences": lay.served,
     }
     if lay.device.kind is None or getattr(est, "host_gib", 0):
@@ -104,17 +108,19 @@ def estimate_block(lay) -> dict:
 
 # -- reasons ---------------------------------------------------------------------------------
 
+
 def reasons(ctx, mreq, lay, context: int) -> list[str]:
     """Every choice of the deployment, in plain sentences."""
     opt = lay.option
     objective = ctx.request.objective
     out = [f"Objective '{objective}': {OBJECTIVES[objective]}."]
     if mreq.size is None and not mreq.model_path:
-        out.append(f"Size: {opt.arch.size.replace('_', '.')}B scores best among the {opt.arch.family} "
-                   f"sizes that fit.")
+        out.append(f"Size: {opt.arch.size.replace('_', '.')}B scores best among the {opt.arch.family} sizes that fit.")
     out.append(_engine_reason(mreq, lay, context))
-    out.append(f"Quantisation: {opt.spec.model_format}/{opt.spec.quantization} "
-               f"({rules.precision_label(opt.precision)}, quality rank {rules.precision_rank(opt.precision)} of 7).")
+    out.append(
+        f"Quantisation: {opt.spec.model_format}/{opt.spec.quantization} "
+        f"({rules.precision_label(opt.precision)}, quality rank {rules.precision_rank(opt.precision)} of 7)."
+    )
     out.extend(_placement_reasons(ctx, mreq, lay))
     out.extend(lay.reasons)
     out.extend(_serving_reasons(ctx, mreq, lay, context))
@@ -128,16 +134,20 @@ def _engine_reason(mreq, lay, context: int) -> str:
         return why + (f", which {mreq.concurrency} concurrent sequences need." if mreq.concurrency > 1 else ".")
     if engine == "llama.cpp":
         where = "on the CPU" if lay.device.kind is None else f"on {lay.device.label}"
-        return (f"llama.cpp: it serves the GGUF quantisation {where}; each replica has "
-                f"{lay.launch_extra.get('n_parallel', 1)} fixed slot(s) of {context} tokens.")
+        return (
+            f"llama.cpp: it serves the GGUF quantisation {where}; each replica has "
+            f"{lay.launch_extra.get('n_parallel', 1)} fixed slot(s) of {context} tokens."
+        )
     if engine == "mlx":
         return "MLX: the native engine on Apple silicon, using unified memory."
     return f"{engine}: the only engine that fits this spec here."
 
 
 def _dtype_reason(lay) -> str:
-    return (f"dtype float16: {lay.device.label} has compute capability "
-            f"{rules.cc_text(lay.device.cc)}, below 8.0, so no bf16.")
+    return (
+        f"dtype float16: {lay.device.label} has compute capability "
+        f"{rules.cc_text(lay.device.cc)}, below 8.0, so no bf16."
+    )
 
 
 def _placement_reasons(ctx, mreq, lay) -> list[str]:
@@ -146,56 +156,77 @@ def _placement_reasons(ctx, mreq, lay) -> list[str]:
     out = []
     if lay.shard_hosts:
         hosts = ", ".join(h.name for h in lay.shard_hosts)
-        out.append(f"Sharded: no single host holds it, so one replica spans {len(lay.shard_hosts)} hosts "
-                   f"({hosts}) with n_worker {len(lay.shard_hosts)}, each shard on GPUs {list(lay.replicas[0][1].gpus)} "
-                   f"of its host (the same gpu_idx everywhere, n_gpu {lay.width} per worker); worker_ip "
-                   "names the workers, since replica_config cannot be combined with n_worker > 1.")
-        out.append("One replica: Xinference cannot pin the workers of each replica of a sharded launch "
-                   "nor add replicas to it; more capacity is another deployment.")
+        out.append(
+            f"Sharded: no single host holds it, so one replica spans {len(lay.shard_hosts)} hosts "
+            f"({hosts}) with n_worker {len(lay.shard_hosts)}, each shard on GPUs {list(lay.replicas[0][1].gpus)} "
+            f"of its host (the same gpu_idx everywhere, n_gpu {lay.width} per worker); worker_ip "
+            "names the workers, since replica_config cannot be combined with n_worker > 1."
+        )
+        out.append(
+            "One replica: Xinference cannot pin the workers of each replica of a sharded launch "
+            "nor add replicas to it; more capacity is another deployment."
+        )
         out.append(sharding.env_reason())
         if "dtype" in lay.launch_extra:
             out.append(_dtype_reason(lay))
     elif lay.device.kind is not None:
         if engines.tensor_parallel(opt.engine):
-            out.append(f"TP {lay.width}: a power of two that divides the {opt.arch.num_attention_heads} "
-                       f"attention heads and {opt.arch.num_kv_heads} KV heads; {n} replica(s) of TP "
-                       f"{lay.width} on {lay.device.label}.")
+            out.append(
+                f"TP {lay.width}: a power of two that divides the {opt.arch.num_attention_heads} "
+                f"attention heads and {opt.arch.num_kv_heads} KV heads; {n} replica(s) of TP "
+                f"{lay.width} on {lay.device.label}."
+            )
         else:
             out.append(f"{n} replica(s), each on {lay.width} {lay.device.label} GPU(s).")
         hosts = {h.name for h, _ in lay.replicas}
         over = f"; replicas {ctx.request.strategy} over {len(hosts)} hosts" if len(hosts) > 1 else ""
         if lay.width > 1:
-            out.append(f"Placement: each replica's GPUs are linked by {LINK_WORDS[lay.worst_link]} at worst "
-                       f"(GPUs of one model only{over}).")
+            out.append(
+                f"Placement: each replica's GPUs are linked by {LINK_WORDS[lay.worst_link]} at worst "
+                f"(GPUs of one model only{over})."
+            )
         elif over:
             out.append(f"Placement: {over[2:]}.")
         if "dtype" in lay.launch_extra:
             out.append(_dtype_reason(lay))
     else:
         hosts = sorted({h.name for h, _ in lay.replicas})
-        out.append(f"{n} replica(s) on the CPU of {', '.join(hosts)} with "
-                   f"{lay.launch_extra.get('n_threads', 'all')} thread(s) each.")
+        out.append(
+            f"{n} replica(s) on the CPU of {', '.join(hosts)} with "
+            f"{lay.launch_extra.get('n_threads', 'all')} thread(s) each."
+        )
     if mreq.model_path and ctx.request.model_path_on_every_worker and len({h.name for h, _ in lay.replicas}) > 1:
-        out.append("Local weights on every worker: the model is registered at the supervisor, which "
-                   "(Xinference 4.1.0, register_model) checks the path on itself and then on every worker; "
-                   "a worker without it fails the registration, before anything is launched.")
+        out.append(
+            "Local weights on every worker: the model is registered at the supervisor, which "
+            "(Xinference 4.1.0, register_model) checks the path on itself and then on every worker; "
+            "a worker without it fails the registration, before anything is launched."
+        )
     kinds = {gpu_kind(g) for h in ctx.inventory.hosts for g in h.gpus}
     if lay.device.kind is not None and len(kinds) > 1 and len({h.name for h in ctx.inventory.hosts}) > 1:
-        out.append(f"Uniform: every replica runs {opt.spec.model_format}/{opt.spec.quantization} with the "
-                   f"same TP on {lay.device.label} only; the inventory's other GPU kinds are not mixed into "
-                   "this deployment (a different quantisation or TP per host would be a deployment of its own).")
+        out.append(
+            f"Uniform: every replica runs {opt.spec.model_format}/{opt.spec.quantization} with the "
+            f"same TP on {lay.device.label} only; the inventory's other GPU kinds are not mixed into "
+            "this deployment (a different quantisation or TP per host would be a deployment of its own)."
+        )
     return out
 
 
 def _serving_reasons(ctx, mreq, lay, context: int) -> list[str]:
     local = ctx.local(mreq)
-    default = (local.context_length if local is not None and local.context_length
-               else lay.option.arch.context_length or lay.option.arch.max_position_embeddings)
-    out = [f"Context: context_length {context} set explicitly (the model default would be {default}).",
-           f"Serves {lay.served} sequence(s) of {context} tokens at once; about "
-           f"{lay.per_seq_tps:.1f} decode tokens/s per sequence, {lay.total_tps:.0f} in total."]
+    default = (
+        local.context_length
+        if local is not None and local.context_length
+        else lay.option.arch.context_length or lay.option.arch.max_position_embeddings
+    )
+    out = [
+        f"Context: context_length {context} set explicitly (the model default would be {default}).",
+        f"Serves {lay.served} sequence(s) of {context} tokens at once; about "
+        f"{lay.per_seq_tps:.1f} decode tokens/s per sequence, {lay.total_tps:.0f} in total.",
+    ]
     if lay.per_seq_tps < TOO_SLOW_TOKENS_PER_S:
         smallest = explain.faster_advice(mreq)
-        out.append(f"Slow: {lay.per_seq_tps:.1f} tokens/s per sequence is too slow for interactive use."
-                   + (f" {smallest}" if smallest else ""))
+        out.append(
+            f"Slow: {lay.per_seq_tps:.1f} tokens/s per sequence is too slow for interactive use."
+            + (f" {smallest}" if smallest else "")
+        )
     return out

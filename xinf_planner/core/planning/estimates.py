@@ -45,29 +45,60 @@ def slots(engine: str, concurrency: int, replicas: int) -> int:
     return max(1, min(target, limit) if limit else target)
 
 
-def estimate(ctx, opt, device, width: int, free_gib: float | None, context: int, seqs: int,
-             dtype: str | None, extra: dict, host=None, cpu_share: int = 1):
+def estimate(
+    ctx,
+    opt,
+    device,
+    width: int,
+    free_gib: float | None,
+    context: int,
+    seqs: int,
+    dtype: str | None,
+    extra: dict,
+    host=None,
+    cpu_share: int = 1,
+):
     """The memory estimate of one replica of ``opt`` on ``width`` GPUs of ``device`` (None:
     the CPU of ``host``, shared by ``cpu_share`` replicas)."""
     from xinf_planner.core.memory import EstimateInput
     from xinf_planner.core.memory import estimate as memory_estimate
 
     ram = None if host is None else ctx.capacity.free_ram[host.name]
-    key = (opt.key, device, width, None if free_gib is None else round(free_gib, 2), context, seqs, dtype,
-           tuple(sorted(extra.items())), None if host is None else _host_key(host), ram, cpu_share)
+    key = (
+        opt.key,
+        device,
+        width,
+        None if free_gib is None else round(free_gib, 2),
+        context,
+        seqs,
+        dtype,
+        tuple(sorted(extra.items())),
+        None if host is None else _host_key(host),
+        ram,
+        cpu_share,
+    )
 
     def make():
-        kwargs: dict[str, Any] = dict(model=opt.arch, engine=opt.engine, model_format=opt.spec.model_format,
-                                      quantization=opt.spec.quantization, context_length=context,
-                                      concurrency=seqs, dtype=dtype)
+        kwargs: dict[str, Any] = dict(
+            model=opt.arch,
+            engine=opt.engine,
+            model_format=opt.spec.model_format,
+            quantization=opt.spec.quantization,
+            context_length=context,
+            concurrency=seqs,
+            dtype=dtype,
+        )
         if device is not None:
             # tp: the GPUs of one replica (vLLM/SGLang shard; llama.cpp/Transformers split layers)
-            kwargs.update(tp=width,
-                          gpu_total_gib=device.total_gib,
-                          gpu_used_gib=max(0.0, device.total_gib - free_gib),
-                          gpu_bandwidth_gbps=device.bandwidth_gbps,
-                          unified_memory=device.unified, gpu_wired_limit_gib=device.wired_limit_gib,
-                          host_memory_gib=device.host_ram_gib)
+            kwargs.update(
+                tp=width,
+                gpu_total_gib=device.total_gib,
+                gpu_used_gib=max(0.0, device.total_gib - free_gib),
+                gpu_bandwidth_gbps=device.bandwidth_gbps,
+                unified_memory=device.unified,
+                gpu_wired_limit_gib=device.wired_limit_gib,
+                host_memory_gib=device.host_ram_gib,
+            )
         if host is not None:
             kwargs["host_memory_gib"] = ram
             bw = host.memory_bandwidth_gbps
@@ -121,8 +152,10 @@ def fit_probe(ctx, opt, device, width: int, free_gib: float, context: int, dtype
     free per GPU at the engine's largest allowed reservation; else (None, reason)."""
     extra = engine_extra(opt, device, free_gib, context, 1)
     if extra is None:
-        return None, (f"only {free_gib:.1f} GiB of the {device.total_gib:.1f} GiB is free per GPU, "
-                      "below what the engine must reserve.")
+        return None, (
+            f"only {free_gib:.1f} GiB of the {device.total_gib:.1f} GiB is free per GPU, "
+            "below what the engine must reserve."
+        )
     if opt.engine == "llama.cpp":
         est, _layers = llama_layers(ctx, opt, device, width, free_gib, context, 1)
         if est is None:
@@ -144,14 +177,24 @@ def cpu_slot_extra(engine: str, context: int, seqs: int) -> dict:
 def cpu_estimate_any(ctx, opt, host, context: int, mreq):
     """The CPU estimate of one replica whether or not it fits (for explanations)."""
     seqs = slots(opt.engine, mreq.concurrency, 1)
-    return estimate(ctx, opt, None, 0, None, context, seqs, None, cpu_slot_extra(opt.engine, context, seqs),
-                    host=host)
+    return estimate(ctx, opt, None, 0, None, context, seqs, None, cpu_slot_extra(opt.engine, context, seqs), host=host)
 
 
 def cpu_estimate(ctx, opt, host, context: int, replicas_here: int, mreq, total_replicas: int):
     """One of ``total_replicas`` CPU replicas, ``replicas_here`` of them on ``host``; None when
     it does not fit."""
     seqs = slots(opt.engine, mreq.concurrency, total_replicas)
-    est = estimate(ctx, opt, None, 0, None, context, seqs, None, cpu_slot_extra(opt.engine, context, seqs),
-                   host=host, cpu_share=replicas_here)
+    est = estimate(
+        ctx,
+        opt,
+        None,
+        0,
+        None,
+        context,
+        seqs,
+        None,
+        cpu_slot_extra(opt.engine, context, seqs),
+        host=host,
+        cpu_share=replicas_here,
+    )
     return est if est.fits else None

@@ -1,56 +1,20 @@
 """Step 2 of a plan: layouts, each option on each kind of device (a GPU model, with TP or a layer
 split over 1, 2, 4, 8 or 16 GPUs; one replica sharded over several hosts; or a host's CPU), placed
-on topology-aware GPU groups. Each is sized by ``sizing.finish``."""
+on topology-aware GPU groups. Each is sized by ``sizing.finish`` into a ``sizing.Layout``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from xinf_planner.core import engines, rules
 from xinf_planner.core.inventory import Host
 from xinf_planner.core.planning import estimates, sharding
 from xinf_planner.core.planning.candidates import Option
-from xinf_planner.core.planning.context import Device
 from xinf_planner.core.planning.placement import Group, pick_groups
+from xinf_planner.core.planning.sizing import Layout, finish
 from xinf_planner.core.request import ModelRequest
 
-MAX_SHARD_HOSTS = 16            # the most hosts one sharded replica spans (PP stages / TP across hosts)
-
-
-@dataclass
-class Layout:
-    option: Option
-    device: Device
-    width: int                # GPUs per replica (TP for vLLM/SGLang, layer split for llama.cpp)
-    replicas: list[tuple[Host, Group | None]]
-    estimate: Any             # memory.Estimate of one replica
-    launch_extra: dict        # engine kwargs chosen for it
-    per_replica_seqs: int
-    served: int               # sequences served at once, all replicas
-    per_seq_tps: float
-    total_tps: float
-    reasons: list[str] = field(default_factory=list)
-    shard_hosts: tuple = ()   # one replica sharded over these hosts (n_worker); () otherwise
-    tp: int = 0               # a sharded replica's TP and PP (sharding.Parallel)
-    pp: int = 1
-
-    @property
-    def label(self) -> str:
-        if self.shard_hosts:
-            return (f"{self.option.label} TP{self.tp}×PP{self.pp}, 1 replica over {len(self.shard_hosts)} "
-                    f"hosts × {self.width}× {self.device.label}")
-        where = "CPU" if self.device.kind is None else f"{self.width}× {self.device.label}"
-        par = f" TP{self.width}" if engines.tensor_parallel(self.option.engine) else ""
-        return f"{self.option.label}{par}, {len(self.replicas)} replica(s) on {where}"
-
-    @property
-    def gpus_used(self) -> int:
-        return self.width * max(len(self.replicas), len(self.shard_hosts))
-
-    @property
-    def worst_link(self) -> int:
-        return max((g.worst_link for _, g in self.replicas if g is not None), default=0)
+MAX_SHARD_HOSTS = 16  # the most hosts one sharded replica spans (PP stages / TP across hosts)
 
 
 def layouts(ctx, opt: Option, mreq: ModelRequest, quota: int, context: int) -> list[Layout]:
@@ -65,8 +29,7 @@ def layouts(ctx, opt: Option, mreq: ModelRequest, quota: int, context: int) -> l
             layout = gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width)
             if layout is not None:
                 out.append(layout)
-    if sharding.shards(engine) and not mreq.model_path and not any(lay.served >= mreq.concurrency
-                                                                   for lay in out):
+    if sharding.shards(engine) and not mreq.model_path and not any(lay.served >= mreq.concurrency for lay in out):
         # too large for any one host (at this concurrency): one replica sharded over several
         for device, hosts in ctx.devices():
             layout = sharded_layout(ctx, opt, mreq, context, device, hosts)
@@ -80,8 +43,6 @@ def layouts(ctx, opt: Option, mreq: ModelRequest, quota: int, context: int) -> l
 
 
 def gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width) -> Layout | None:
-    from xinf_planner.core.planning.sizing import finish
-
     engine = opt.engine
     tp = engines.tensor_parallel(engine)
     name = f"{opt.label} {'TP' if tp else 'on '}{width}{'' if tp else ' GPU(s)'} × {device.label}"
@@ -136,10 +97,13 @@ def gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width) -> Layout |
     if count is None:
         return None
     if mreq.model_path and not ctx.request.model_path_on_every_worker:
-        fitting = [g for g in fitting if g][:1]        # local weights: one host
+        fitting = [g for g in fitting if g][:1]  # local weights: one host
         if mreq.replicas and mreq.replicas > len(fitting[0]):
-            ctx.reject(name, f"local weights are registered on one host, where only {len(fitting[0])} "
-                       f"of the {mreq.replicas} replicas asked for fit.")
+            ctx.reject(
+                name,
+                f"local weights are registered on one host, where only {len(fitting[0])} "
+                f"of the {mreq.replicas} replicas asked for fit.",
+            )
             return None
         count = min(count, len(fitting[0]))
     picked = pick_groups(fitting, count, ctx.request.strategy)
@@ -152,19 +116,21 @@ def sharded_layout(ctx, opt, mreq, context, device, hosts) -> Layout | None:
     """The fewest hosts (then the fewest GPUs per host) of this GPU kind over which one
     replica serves the concurrency, with every shard on the same GPU indexes; else the one
     that serves the most; None when none fits."""
-    from xinf_planner.core.planning.sizing import finish
-
     engine = opt.engine
     name = f"{opt.label} over several hosts × {device.label}"
     if mreq.replicas is not None and mreq.replicas > 1:
-        ctx.reject(name, f"a replica sharded over several hosts is launched once (Xinference cannot "
-                         f"pin or add replicas of an n_worker launch); {mreq.replicas} replicas "
-                         f"were asked for.")
+        ctx.reject(
+            name,
+            f"a replica sharded over several hosts is launched once (Xinference cannot "
+            f"pin or add replicas of an n_worker launch); {mreq.replicas} replicas "
+            f"were asked for.",
+        )
         return None
     if rules.cc_reason(engine, opt.spec.model_format, opt.precision, device.cc, device.label):
-        return None                             # refused (with its reason) on one host already
-    eligible = [(h, idx) for h, idx in hosts
-                if h.worker_address and not rules.platform_reason(engine, h, device.vendor)]
+        return None  # refused (with its reason) on one host already
+    eligible = [
+        (h, idx) for h, idx in hosts if h.worker_address and not rules.platform_reason(engine, h, device.vendor)
+    ]
     if len(eligible) < 2:
         return None
     dtype = rules.dtype_for(engine, opt.precision, device.cc)
@@ -173,13 +139,14 @@ def sharded_layout(ctx, opt, mreq, context, device, hosts) -> Layout | None:
     best = None
     for n in range(2, min(len(eligible), MAX_SHARD_HOSTS) + 1):
         for width in [w for w in rules.tp_sizes() if w <= widest]:
-            par, reason = sharding.parallel_for(engine, opt.arch, opt.spec.model_format, width, n,
-                                                ctx.request.interconnect)
+            par, reason = sharding.parallel_for(
+                engine, opt.arch, opt.spec.model_format, width, n, ctx.request.interconnect
+            )
             if par is None:
                 why = why or reason
                 continue
             by_host = [(h, ctx.host_groups(h, idx, width)) for h, idx in eligible]
-            for gpus, members in sharding.common_groups(by_host):
+            for _gpus, members in sharding.common_groups(by_host):
                 if len(members) < n:
                     break
                 picked = sharding.pick_hosts(members, n, ctx.request.strategy)
@@ -190,11 +157,17 @@ def sharded_layout(ctx, opt, mreq, context, device, hosts) -> Layout | None:
                 est = estimates.estimate(ctx, opt, device, par.tp, free, context, 1, dtype, {**extra, "pp": par.pp})
                 if not est.fits:
                     why = why or " ".join(est.reasons)
-                    break                   # the same memory level on other hosts fits no better
+                    break  # the same memory level on other hosts fits no better
                 first = (picked[0][0], replace(picked[0][1], free_gib=free))
                 lay = finish(ctx, opt, mreq, context, device, par.tp, [first], dtype, pp=par.pp)
-                lay = replace(lay, width=width, shard_hosts=tuple(h for h, _ in picked), tp=par.tp,
-                              pp=par.pp, reasons=[par.reason, *lay.reasons])
+                lay = replace(
+                    lay,
+                    width=width,
+                    shard_hosts=tuple(h for h, _ in picked),
+                    tp=par.tp,
+                    pp=par.pp,
+                    reasons=[par.reason, *lay.reasons],
+                )
                 if lay.served >= mreq.concurrency:
                     return lay
                 if best is None or lay.served > best.served:
@@ -206,8 +179,6 @@ def sharded_layout(ctx, opt, mreq, context, device, hosts) -> Layout | None:
 
 
 def cpu_layout(ctx, opt: Option, mreq: ModelRequest, context: int) -> Layout | None:
-    from xinf_planner.core.planning.sizing import finish
-
     name = f"{opt.label} on the CPU"
     reason = rules.cpu_format_reason(opt.engine, opt.spec.model_format)
     if reason:
@@ -221,7 +192,7 @@ def cpu_layout(ctx, opt: Option, mreq: ModelRequest, context: int) -> Layout | N
             reason_any = reason_any or reason
             continue
         if ctx.capacity.free_gpu[h.name] and opt.engine != "llama.cpp":
-            continue            # GPU hosts serve from their GPUs; llama.cpp may still use the CPU
+            continue  # GPU hosts serve from their GPUs; llama.cpp may still use the CPU
         if not ctx.placeable(h):
             continue
         hosts.append(h)
@@ -232,12 +203,12 @@ def cpu_layout(ctx, opt: Option, mreq: ModelRequest, context: int) -> Layout | N
     # hosts without usable GPUs first: a CPU replica on a GPU host is the last choice
     hosts.sort(key=lambda h: (bool(ctx.capacity.free_gpu[h.name]), ctx.position[h.name]))
     if mreq.model_path and not ctx.request.model_path_on_every_worker:
-        hosts = hosts[:1]                               # local weights: one host
+        hosts = hosts[:1]  # local weights: one host
     cpu_only = [h for h in hosts if not h.gpus]
     # CPU replicas on several hosts are pinned by replica_config, which cannot keep a host
     # with GPUs off them (n_gpu "auto" takes one): hosts without GPUs, else one host.
     hosts = cpu_only or hosts[:1]
-    want = mreq.replicas or max(1, len(cpu_only))       # by default one replica per CPU host
+    want = mreq.replicas or max(1, len(cpu_only))  # by default one replica per CPU host
     placed: list[tuple[Host, None]] = []
     counts: dict[str, int] = {}
 
@@ -266,8 +237,11 @@ def cpu_layout(ctx, opt: Option, mreq: ModelRequest, context: int) -> Layout | N
         if trial is None:
             ctx.reject(name, "the memory model finds no way to run it on the CPU.")
         else:
-            ctx.reject(name, f"it needs about {trial.host_gib:.1f} GiB of RAM; {hosts[0].name} has "
-                       f"{ctx.capacity.free_ram[hosts[0].name]:.1f} GiB available.")
+            ctx.reject(
+                name,
+                f"it needs about {trial.host_gib:.1f} GiB of RAM; {hosts[0].name} has "
+                f"{ctx.capacity.free_ram[hosts[0].name]:.1f} GiB available.",
+            )
         return None
     if len(placed) < want and mreq.replicas:
         ctx.reject(name, f"only {len(placed)} of the {want} replicas asked for fit in RAM.")

@@ -16,8 +16,14 @@ from xinf_planner.core import engines
 from xinf_planner.core.inventory import GIB, GPU, Host
 
 LINK_RANK = {"PIX": 1, "PXB": 2, "PHB": 3, "NODE": 3, "SYS": 5}
-LINK_WORDS = {0: "NVLink", 1: "one PCIe switch", 2: "PCIe switches", 3: "one NUMA node",
-              4: "an unknown link", 5: "the CPU interconnect (SYS)"}
+LINK_WORDS = {
+    0: "NVLink",
+    1: "one PCIe switch",
+    2: "PCIe switches",
+    3: "one NUMA node",
+    4: "an unknown link",
+    5: "the CPU interconnect (SYS)",
+}
 UNKNOWN_LINK = 4
 
 
@@ -49,8 +55,8 @@ class Group:
 
     host: str
     gpus: tuple[int, ...]
-    worst_link: int          # link_rank of the worst pair (0 for a single GPU)
-    free_gib: float          # the smallest free memory among the GPUs (after headroom)
+    worst_link: int  # link_rank of the worst pair (0 for a single GPU)
+    free_gib: float  # the smallest free memory among the GPUs (after headroom)
 
     @property
     def size(self) -> int:
@@ -69,8 +75,7 @@ def group_gpus(host: Host, indexes: Iterable[int], size: int) -> list[tuple[tupl
         group = [remaining[0]]
         worst = 0
         while len(group) < size:
-            cost, pick = min((max(link_rank(host, c, g) for g in group), c)
-                             for c in remaining if c not in group)
+            cost, pick = min((max(link_rank(host, c, g) for g in group), c) for c in remaining if c not in group)
             group.append(pick)
             worst = max(worst, cost)
         groups.append((tuple(sorted(group)), worst))
@@ -123,8 +128,9 @@ def host_groups(host: Host, indexes: Iterable[int], size: int, free_gib: dict[in
     if len(idx) < size:
         return []
     shape = _shape(host, idx)
-    return [Group(host.name, gpus, worst, min(free_gib[i] for i in gpus))
-            for gpus, worst in _grouped_by_shape(shape, size)]
+    return [
+        Group(host.name, gpus, worst, min(free_gib[i] for i in gpus)) for gpus, worst in _grouped_by_shape(shape, size)
+    ]
 
 
 def pick_groups(groups_by_host: list[list[Group]], count: int, strategy: str = "spread") -> list[Group]:
@@ -152,6 +158,7 @@ def pick_groups(groups_by_host: list[list[Group]], count: int, strategy: str = "
 
 
 # -- reservations ----------------------------------------------------------------------------
+
 
 def reservation_fraction(needed: float, margin: float, cap: float, free_fraction: float) -> float | None:
     """The fraction of a GPU's total memory to reserve (vLLM ``gpu_memory_utilization``,
@@ -193,6 +200,7 @@ def reserved_gib(engine: str, launch: dict, gpu_total_gib: float, estimate_total
 
 
 # -- launch keyword arguments ----------------------------------------------------------------
+
 
 def placement_kwargs(replicas: list[tuple[Host, tuple[int, ...]]]) -> dict:
     """The placement keywords of ``launch_model`` for replicas given as (host, gpu indexes).
@@ -243,8 +251,10 @@ def _apple_kwargs(replicas: list[tuple[Host, tuple[int, ...]]]) -> dict:
     n = len(replicas)
     hosts = {h.name: h for h, _ in replicas}
     if all(h.worker_address for h in hosts.values()):
-        return {"replica": n, "replica_config": [{"devices": [{"worker_ip": h.worker_address, "n_gpu": "auto"}]}
-                                                 for h, _ in replicas]}
+        return {
+            "replica": n,
+            "replica_config": [{"devices": [{"worker_ip": h.worker_address, "n_gpu": "auto"}]} for h, _ in replicas],
+        }
     if len(hosts) != 1:
         raise ValueError("replicas on several hosts need a worker_address on every host")
     return {"replica": n}

@@ -8,19 +8,19 @@ import math
 
 from xinf_planner.core import engines, rules
 
-USABLE_TOKENS_PER_S = 20.0      # per sequence: reading speed with room to spare
-TOO_SLOW_TOKENS_PER_S = 10.0    # per sequence: R1 thinks for thousands of tokens; below this, advise a smaller model
+USABLE_TOKENS_PER_S = 20.0  # per sequence: reading speed with room to spare
+TOO_SLOW_TOKENS_PER_S = 10.0  # per sequence: R1 thinks for thousands of tokens; below this, advise a smaller model
 
 OBJECTIVES = {
     "quality": "the largest model, then the highest precision, that serves the concurrency at 10 "
-               "tokens/s per sequence or more (when any option does); then the most GPUs put to use, "
-               "then total tokens/s",
+    "tokens/s per sequence or more (when any option does); then the most GPUs put to use, "
+    "then total tokens/s",
     "throughput": "the most total decode tokens/s (all replicas), then the most sequences served",
     "latency": "the fastest decode per sequence, then the largest model and precision",
     "balanced": "quality points × speed factor, where quality points = log2(1 + size in B) × the "
-                "share of quality the precision keeps (1.0 bf16 … 0.9 4-bit … 0.5 2-bit) and speed "
-                "factor = min(1, tokens/s per sequence / 20); "
-                "then the most GPUs put to use, then total tokens/s",
+    "share of quality the precision keeps (1.0 bf16 … 0.9 4-bit … 0.5 2-bit) and speed "
+    "factor = min(1, tokens/s per sequence / 20); "
+    "then the most GPUs put to use, then total tokens/s",
 }
 
 
@@ -54,7 +54,9 @@ def score(lay, mreq, objective: str) -> tuple:
 
 def why_not(best, lay, objective: str) -> str:
     """Why ``lay`` lost to ``best``, in the figures the objective ranks by."""
-    return (f"scored lower for '{objective}' (the objective's rule is in the deployment's reasons): "
-            f"{lay.per_seq_tps:.1f} tokens/s "
-            f"per sequence, {lay.total_tps:.0f} in total, {lay.served} sequence(s) at once, against "
-            f"{best.per_seq_tps:.1f}, {best.total_tps:.0f} and {best.served} for the choice.")
+    return (
+        f"scored lower for '{objective}' (the objective's rule is in the deployment's reasons): "
+        f"{lay.per_seq_tps:.1f} tokens/s "
+        f"per sequence, {lay.total_tps:.0f} in total, {lay.served} sequence(s) at once, against "
+        f"{best.per_seq_tps:.1f}, {best.total_tps:.0f} and {best.served} for the choice."
+    )

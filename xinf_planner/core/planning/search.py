@@ -18,20 +18,21 @@ one replica's worth), largest share first.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from xinf_planner.core import engines
 from xinf_planner.core.planning import candidates, explain, scoring
 from xinf_planner.core.planning.context import Context
 from xinf_planner.core.planning.deployment import deployment
-from xinf_planner.core.planning.layouts import Layout, layouts
+from xinf_planner.core.planning.layouts import layouts
+from xinf_planner.core.planning.sizing import Layout
 from xinf_planner.core.request import ModelRequest, Request
 from xinf_planner.errors import NothingFits
 
-REJECTED_ALTERNATIVES = 15      # feasible layouts not chosen that the plan lists
+REJECTED_ALTERNATIVES = 15  # feasible layouts not chosen that the plan lists
 
 
-def make_plan(inventory, request: Request, *, local_models: dict | None = None,
-              source: str | None = None) -> dict:
+def make_plan(inventory, request: Request, *, local_models: dict | None = None, source: str | None = None) -> dict:
     """The plan document for ``request`` on ``inventory``; NothingFits when nothing does."""
     from xinf_planner.core.plan.validate import new_plan
 
@@ -51,8 +52,9 @@ def run(ctx: Context) -> list[dict]:
         rest = sum(models[j].share for j in order[n:])
         quota = max(1, math.floor(ctx.capacity.gpu_count() * mreq.share / rest + 1e-9))
         layout, context = choose(ctx, mreq, quota)
-        chosen[i] = deployment(ctx, mreq, layout, context,
-                               uid_taken={d["launch"]["model_uid"] for d in chosen.values()})
+        chosen[i] = deployment(
+            ctx, mreq, layout, context, uid_taken={d["launch"]["model_uid"] for d in chosen.values()}
+        )
     return [chosen[i] for i in range(len(models))]
 
 
@@ -65,8 +67,9 @@ def choose(ctx: Context, mreq: ModelRequest, quota: int) -> tuple[Layout, int]:
         limit = arch.max_position_embeddings or arch.context_length
         if limit and context > limit and local is None:
             ctx.reject(arch.ref, f"the context length {context} exceeds the model's maximum {limit}.")
-    archs = [a for a in archs if local is not None or not a.max_position_embeddings
-             or context <= a.max_position_embeddings]
+    archs = [
+        a for a in archs if local is not None or not a.max_position_embeddings or context <= a.max_position_embeddings
+    ]
     found: list[Layout] = []
     for opt in candidates.options(ctx, archs, local):
         found.extend(layouts(ctx, opt, mreq, quota, context))
@@ -75,20 +78,48 @@ def choose(ctx: Context, mreq: ModelRequest, quota: int) -> tuple[Layout, int]:
     if not meeting:
         if ctx.quiet:
             raise NothingFits(f"nothing fits {mreq.ref}")
-        raise NothingFits(explain.nothing_fits(ctx, mreq, archs, found, context))
+        raise NothingFits(explain.nothing_fits(ctx, mreq, archs, found, context, largest_that_fits(ctx, mreq, context)))
     objective = ctx.request.objective
     ranked = sorted(meeting, key=lambda lay: scoring.score(lay, mreq, objective), reverse=True)
     best = ranked[0]
     if mreq.size is None and local is None:
         best.reasons.append(explain.larger_sizes(best, ranked, archs))
-    for lay in ranked[1:1 + REJECTED_ALTERNATIVES]:
+    for lay in ranked[1 : 1 + REJECTED_ALTERNATIVES]:
         ctx.reject(lay.label, scoring.why_not(best, lay, objective))
     for lay in found:
         if lay.served < mreq.concurrency:
-            ctx.reject(lay.label, f"it serves {lay.served} sequence(s) of {context} tokens at once; "
-                       f"{mreq.concurrency} were asked for.")
+            ctx.reject(
+                lay.label,
+                f"it serves {lay.served} sequence(s) of {context} tokens at once; {mreq.concurrency} were asked for.",
+            )
     commit(ctx, best)
     return best, context
+
+
+def largest_that_fits(ctx: Context, mreq: ModelRequest, context: int) -> str:
+    """The largest size of the family that serves one sequence here, with no filters: planned
+    again on a fresh copy of the free capacity, reusing this run's estimates."""
+    from xinf_planner.core import catalog
+
+    trial = Context.new(
+        ctx.inventory,
+        replace(ctx.request, engines=None, formats=None, quantizations=None),
+        ctx.local_models,
+        estimates=ctx.estimates,
+    )
+    trial.quiet = True
+    for arch in reversed(catalog.models_of(mreq.family)):
+        small = replace(mreq, size=arch.size, concurrency=1, replicas=None, model_path=None)
+        try:
+            lay, _ = choose(trial, small, trial.capacity.gpu_count() or 1)
+        except NothingFits:
+            continue
+        return (
+            f"The largest model of the family that fits is {lay.option.label} "
+            f"({lay.served} sequence(s) of {context} tokens at once, "
+            f"{lay.per_seq_tps:.1f} tokens/s per sequence)."
+        )
+    return f"No size of {mreq.family} fits at {context} tokens on this inventory."
 
 
 def _drop_last_resorts(ctx: Context, found: list[Layout]) -> list[Layout]:
@@ -97,8 +128,10 @@ def _drop_last_resorts(ctx: Context, found: list[Layout]) -> list[Layout]:
         return found
     for lay in found:
         if engines.is_last_resort(lay.option.engine):
-            ctx.reject(lay.label, "Transformers is a last resort (no paged KV cache, no continuous "
-                       "batching) and another engine fits.")
+            ctx.reject(
+                lay.label,
+                "Transformers is a last resort (no paged KV cache, no continuous batching) and another engine fits.",
+            )
     return [lay for lay in found if not engines.is_last_resort(lay.option.engine)]
 
 

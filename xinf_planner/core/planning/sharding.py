@@ -33,13 +33,14 @@ def is_fast(interconnect: str) -> bool:
 
 @dataclass(frozen=True)
 class Parallel:
-    tp: int          # tensor-parallel size (GPUs a layer is split over)
-    pp: int          # pipeline stages
+    tp: int  # tensor-parallel size (GPUs a layer is split over)
+    pp: int  # pipeline stages
     reason: str
 
 
-def parallel_for(engine: str, arch, model_format: str, per_host: int, n_hosts: int,
-                 interconnect: str) -> tuple[Parallel | None, str | None]:
+def parallel_for(
+    engine: str, arch, model_format: str, per_host: int, n_hosts: int, interconnect: str
+) -> tuple[Parallel | None, str | None]:
     """(TP x PP, None), or (None, why not), for ``n_hosts`` hosts of ``per_host`` GPUs each.
 
     - vLLM: TP inside a host and PP across hosts (Xinference's default) unless the hosts are
@@ -52,39 +53,65 @@ def parallel_for(engine: str, arch, model_format: str, per_host: int, n_hosts: i
     fast = is_fast(interconnect)
     if engine == "sglang":
         if not fast:
-            return None, (f"Xinference shards SGLang as TP over all {all_gpus} GPUs, which all-reduces across "
-                          f"hosts every layer; over {interconnect} that is too slow (say interconnect: "
-                          "infiniband in the intent if the hosts have it).")
+            return None, (
+                f"Xinference shards SGLang as TP over all {all_gpus} GPUs, which all-reduces across "
+                f"hosts every layer; over {interconnect} that is too slow (say interconnect: "
+                "infiniband in the intent if the hosts have it)."
+            )
         why = rules.tp_reason(arch, all_gpus, model_format)
-        return (None, why) if why else (Parallel(all_gpus, 1, (
-            f"TP {all_gpus} over {n_hosts} hosts × {per_host} GPUs: SGLang shards across hosts by TP "
-            f"(Xinference sets tp_size = GPUs per worker × n_worker), fine on {interconnect}.")), None)
+        return (
+            (None, why)
+            if why
+            else (
+                Parallel(
+                    all_gpus,
+                    1,
+                    (
+                        f"TP {all_gpus} over {n_hosts} hosts × {per_host} GPUs: SGLang shards across hosts by TP "
+                        f"(Xinference sets tp_size = GPUs per worker × n_worker), fine on {interconnect}."
+                    ),
+                ),
+                None,
+            )
+        )
     if fast:
         why = rules.tp_reason(arch, all_gpus, model_format)
         if why is None:
-            return Parallel(all_gpus, 1, (
-                f"TP {all_gpus} × PP 1 over {n_hosts} hosts × {per_host} GPUs: the hosts are joined by "
-                f"{interconnect}, fast enough for TP's per-layer all-reduce, and one pipeline stage "
-                "has no pipeline bubbles.")), None
+            return Parallel(
+                all_gpus,
+                1,
+                (
+                    f"TP {all_gpus} × PP 1 over {n_hosts} hosts × {per_host} GPUs: the hosts are joined by "
+                    f"{interconnect}, fast enough for TP's per-layer all-reduce, and one pipeline stage "
+                    "has no pipeline bubbles."
+                ),
+            ), None
     why = rules.tp_reason(arch, per_host, model_format)
     if why:
         return None, why
-    text = (f"TP {per_host} × PP {n_hosts}: TP inside each host over its NVLink/PCIe, PP across the "
-            f"{n_hosts} hosts, which then exchange only one activation per token at each stage boundary")
-    text += (f" ({interconnect} between hosts is too slow for TP's per-layer all-reduce)." if not fast else
-             f" (TP {all_gpus} over every GPU does not divide this model: {rules.tp_reason(arch, all_gpus, model_format)})")
+    text = (
+        f"TP {per_host} × PP {n_hosts}: TP inside each host over its NVLink/PCIe, PP across the "
+        f"{n_hosts} hosts, which then exchange only one activation per token at each stage boundary"
+    )
+    text += (
+        f" ({interconnect} between hosts is too slow for TP's per-layer all-reduce)."
+        if not fast
+        else f" (TP {all_gpus} over every GPU does not divide this model: "
+        f"{rules.tp_reason(arch, all_gpus, model_format)})"
+    )
     return Parallel(per_host, n_hosts, text), None
 
 
-def common_groups(groups_by_host: list[tuple[Host, list[Group]]]) -> list[tuple[tuple[int, ...], list[tuple[Host, Group]]]]:
+def common_groups(
+    groups_by_host: list[tuple[Host, list[Group]]],
+) -> list[tuple[tuple[int, ...], list[tuple[Host, Group]]]]:
     """GPU index tuples free on several hosts at once (every shard uses the same ``gpu_idx``):
     [(gpus, [(host, group), ...])], most hosts first, then best-linked, then lowest indexes."""
     by_gpus: dict[tuple[int, ...], list[tuple[Host, Group]]] = {}
     for host, groups in groups_by_host:
         for g in groups:
             by_gpus.setdefault(g.gpus, []).append((host, g))
-    return sorted(by_gpus.items(), key=lambda item: (-len(item[1]), max(g.worst_link for _, g in item[1]),
-                                                     item[0]))
+    return sorted(by_gpus.items(), key=lambda item: (-len(item[1]), max(g.worst_link for _, g in item[1]), item[0]))
 
 
 def pick_hosts(members: list[tuple[Host, Group]], n: int, strategy: str) -> list[tuple[Host, Group]]:
@@ -98,8 +125,13 @@ def pick_hosts(members: list[tuple[Host, Group]], n: int, strategy: str) -> list
 
 def launch_kwargs(engine: str, hosts: list[Host], gpus: tuple[int, ...], par: Parallel) -> dict:
     """The placement and parallelism keywords of ``launch_model`` for one sharded replica."""
-    out = {"replica": 1, "n_worker": len(hosts), "worker_ip": ",".join(h.worker_address for h in hosts),
-           "n_gpu": len(gpus), "gpu_idx": list(gpus)}
+    out = {
+        "replica": 1,
+        "n_worker": len(hosts),
+        "worker_ip": ",".join(h.worker_address for h in hosts),
+        "n_gpu": len(gpus),
+        "gpu_idx": list(gpus),
+    }
     if engine == "vllm":
         out.update(tensor_parallel_size=par.tp, pipeline_parallel_size=par.pp)
     elif engine == "sglang":
@@ -114,10 +146,12 @@ def cross_host_env() -> dict[str, str]:
 
 def env_reason() -> str:
     names = " and ".join(facts()["env"])
-    return (f"Environment: set {names} to the network interface that joins the hosts (the plan's env "
-            "holds placeholders; apply refuses them and passes the filled values as the launch's envs): "
-            "NCCL and Gloo otherwise take the first non-loopback interface, often docker0 or a "
-            "management NIC, and the start-up hangs.")
+    return (
+        f"Environment: set {names} to the network interface that joins the hosts (the plan's env "
+        "holds placeholders; apply refuses them and passes the filled values as the launch's envs): "
+        "NCCL and Gloo otherwise take the first non-loopback interface, often docker0 or a "
+        "management NIC, and the start-up hangs."
+    )
 
 
 def unfilled_env(env: dict | None) -> list[str]:

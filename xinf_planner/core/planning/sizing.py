@@ -11,12 +11,52 @@ the engine kwargs it is launched with, and the estimate at that configuration.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Any
 
 from xinf_planner.core import engines
+from xinf_planner.core.inventory import Host
 from xinf_planner.core.planning import estimates
-from xinf_planner.core.planning.context import CPU
-from xinf_planner.core.planning.layouts import Layout
-from xinf_planner.core.planning.placement import reservation_fraction
+from xinf_planner.core.planning.candidates import Option
+from xinf_planner.core.planning.context import CPU, Device
+from xinf_planner.core.planning.placement import Group, reservation_fraction
+
+
+@dataclass
+class Layout:
+    option: Option
+    device: Device
+    width: int  # GPUs per replica (TP for vLLM/SGLang, layer split for llama.cpp)
+    replicas: list[tuple[Host, Group | None]]
+    estimate: Any  # memory.Estimate of one replica
+    launch_extra: dict  # engine kwargs chosen for it
+    per_replica_seqs: int
+    served: int  # sequences served at once, all replicas
+    per_seq_tps: float
+    total_tps: float
+    reasons: list[str] = field(default_factory=list)
+    shard_hosts: tuple = ()  # one replica sharded over these hosts (n_worker); () otherwise
+    tp: int = 0  # a sharded replica's TP and PP (sharding.Parallel)
+    pp: int = 1
+
+    @property
+    def label(self) -> str:
+        if self.shard_hosts:
+            return (
+                f"{self.option.label} TP{self.tp}×PP{self.pp}, 1 replica over {len(self.shard_hosts)} "
+                f"hosts × {self.width}× {self.device.label}"
+            )
+        where = "CPU" if self.device.kind is None else f"{self.width}× {self.device.label}"
+        par = f" TP{self.width}" if engines.tensor_parallel(self.option.engine) else ""
+        return f"{self.option.label}{par}, {len(self.replicas)} replica(s) on {where}"
+
+    @property
+    def gpus_used(self) -> int:
+        return self.width * max(len(self.replicas), len(self.shard_hosts))
+
+    @property
+    def worst_link(self) -> int:
+        return max((g.worst_link for _, g in self.replicas if g is not None), default=0)
 
 
 def finish(ctx, opt, mreq, context, device, width, chosen, dtype, cpu_counts=None, pp=1) -> Layout:
@@ -38,8 +78,7 @@ def finish(ctx, opt, mreq, context, device, width, chosen, dtype, cpu_counts=Non
     served = per_replica * n
     per_seq = float(est.decode_tokens_per_s.get("per_sequence") or 0.0)
     total = float(est.decode_tokens_per_s.get("aggregate") or 0.0) * n
-    return Layout(opt, device or CPU, width, chosen, est, launch_extra, per_replica, served, per_seq, total,
-                  reasons)
+    return Layout(opt, device or CPU, width, chosen, est, launch_extra, per_replica, served, per_seq, total, reasons)
 
 
 def _size_cpu(ctx, opt, mreq, context, chosen, cpu_counts):
@@ -48,8 +87,19 @@ def _size_cpu(ctx, opt, mreq, context, chosen, cpu_counts):
     host0 = chosen[0][0]
     share = max(cpu_counts.values()) if cpu_counts else 1
     seqs = estimates.slots(engine, mreq.concurrency, n)
-    est = estimates.estimate(ctx, opt, None, 0, None, context, seqs, None,
-                             estimates.cpu_slot_extra(engine, context, seqs), host=host0, cpu_share=share)
+    est = estimates.estimate(
+        ctx,
+        opt,
+        None,
+        0,
+        None,
+        context,
+        seqs,
+        None,
+        estimates.cpu_slot_extra(engine, context, seqs),
+        host=host0,
+        cpu_share=share,
+    )
     launch_extra = {}
     if engine == "llama.cpp":
         launch_extra = {"n_parallel": seqs, "n_threads": max(1, host0.cpu_cores // share)}
@@ -69,24 +119,36 @@ def _size_reserving(ctx, opt, mreq, context, device, width, free, n, dtype, pp):
     reasons: list[str] = []
     fraction = estimates.engine_extra(opt, device, free, context, 1)[key]
     if objective != "throughput":
-        kwargs = dict(model=opt.arch, engine=engine, model_format=opt.spec.model_format,
-                      quantization=opt.spec.quantization, tp=width,
-                      gpu_total_gib=device.total_gib, gpu_used_gib=device.total_gib - free,
-                      context_length=context, concurrency=target, dtype=dtype,
-                      gpu_bandwidth_gbps=device.bandwidth_gbps, pp=pp)
+        kwargs = dict(
+            model=opt.arch,
+            engine=engine,
+            model_format=opt.spec.model_format,
+            quantization=opt.spec.quantization,
+            tp=width,
+            gpu_total_gib=device.total_gib,
+            gpu_used_gib=device.total_gib - free,
+            context_length=context,
+            concurrency=target,
+            dtype=dtype,
+            gpu_bandwidth_gbps=device.bandwidth_gbps,
+            pp=pp,
+        )
         needed = min_gpu_memory_utilization(estimates.estimate_input(EstimateInput, kwargs), context * target)
         if needed is not None:
             sized = reservation_fraction(needed, res.margin, res.cap, free / device.total_gib)
             if sized is not None:
                 fraction = sized
-                reasons.append(f"{key} {fraction}: the smallest share of each GPU's "
-                               f"{device.total_gib:.1f} GiB whose KV cache holds {target} "
-                               f"sequence(s) of {context} tokens ({needed:.3f}), plus a "
-                               f"{res.margin} margin, capped at {res.cap} and at what is free.")
+                reasons.append(
+                    f"{key} {fraction}: the smallest share of each GPU's "
+                    f"{device.total_gib:.1f} GiB whose KV cache holds {target} "
+                    f"sequence(s) of {context} tokens ({needed:.3f}), plus a "
+                    f"{res.margin} margin, capped at {res.cap} and at what is free."
+                )
     if not reasons:
-        reasons.append(f"{key} {fraction}: as much of each GPU as is free, capped at {res.cap}"
-                       + (", for throughput." if objective == "throughput"
-                          else ", since the KV cache needs all of it."))
+        reasons.append(
+            f"{key} {fraction}: as much of each GPU as is free, capped at {res.cap}"
+            + (", for throughput." if objective == "throughput" else ", since the KV cache needs all of it.")
+        )
     stages = {"pp": pp} if pp > 1 else {}
     est = estimates.estimate(ctx, opt, device, width, free, context, target, dtype, {key: fraction, **stages})
     cap = engines.max_batch(engine)
@@ -111,8 +173,10 @@ def _size_llama_gpu(ctx, opt, mreq, context, device, width, free, n):
         launch_extra["n_gpu_layers"] = engines.all_layers("llama.cpp")
     else:
         launch_extra["n_gpu_layers"] = layers
-        reasons.append(f"Partial offload: {layers} of {opt.arch.num_layers} layers fit on the GPU; "
-                       f"the rest run from system RAM ({est.host_gib:.1f} GiB), much slower.")
+        reasons.append(
+            f"Partial offload: {layers} of {opt.arch.num_layers} layers fit on the GPU; "
+            f"the rest run from system RAM ({est.host_gib:.1f} GiB), much slower."
+        )
     return est, launch_extra, seqs, reasons
 
 

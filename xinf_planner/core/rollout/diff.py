@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from xinf_planner.core.plan.document import Deployment, Plan
 
 ADD, REMOVE, SCALE, REPLACE, UNCHANGED = "add", "remove", "scale", "replace", "unchanged"
-ROLLED = (SCALE, REPLACE, REMOVE)         # the kinds a rollout carries out replica by replica
+ROLLED = (SCALE, REPLACE, REMOVE)  # the kinds a rollout carries out replica by replica
 
 # launch kwargs that only place replicas (compared as placement, not configuration)
 PLACEMENT_KEYS = {"replica", "replica_config", "worker_ip", "gpu_idx", "n_gpu"}
@@ -26,18 +26,23 @@ SERVER_FIELDS = ("model_name", "model_engine", "model_format", "quantization", "
 
 @dataclass
 class Change:
-    name: str                      # deployment name
-    kind: str                      # add | remove | scale | replace | unchanged
-    model_uid: str                 # the uid the plan wants (for remove: the running uid)
-    old_uid: str | None = None     # the uid that runs now (None for add)
-    fields: list[str] = field(default_factory=list)   # "key: old -> new", for replace/scale
+    name: str  # deployment name
+    kind: str  # add | remove | scale | replace | unchanged
+    model_uid: str  # the uid the plan wants (for remove: the running uid)
+    old_uid: str | None = None  # the uid that runs now (None for add)
+    fields: list[str] = field(default_factory=list)  # "key: old -> new", for replace/scale
     old_replicas: int = 0
     new_replicas: int = 0
 
     def to_dict(self) -> dict:
-        return {"deployment": self.name, "change": self.kind, "model_uid": self.model_uid,
-                "running_uid": self.old_uid, "replicas": [self.old_replicas, self.new_replicas],
-                "fields": list(self.fields)}
+        return {
+            "deployment": self.name,
+            "change": self.kind,
+            "model_uid": self.model_uid,
+            "running_uid": self.old_uid,
+            "replicas": [self.old_replicas, self.new_replicas],
+            "fields": list(self.fields),
+        }
 
 
 def names_of(changes: list[Change], *kinds: str) -> list[str]:
@@ -148,8 +153,9 @@ def running_uid(new_dep, old_dep, running: dict) -> str | None:
     return None
 
 
-def diff_plans(plan, old_plan, running: dict[str, dict], replica_ids: dict[str, list[int]],
-               owned: set[str]) -> list[Change]:
+def diff_plans(
+    plan, old_plan, running: dict[str, dict], replica_ids: dict[str, list[int]], owned: set[str]
+) -> list[Change]:
     """Every deployment of ``plan`` classified against what runs, then the removals:
     deployments of the last applied plan (``old_plan``) that ``plan`` drops, that still run
     and that xinf-plan launched (``owned`` uids). Deployments match by name."""

@@ -41,12 +41,27 @@ def status_report(plan, running: dict[str, dict], instances: dict[str, dict | No
                 problems.append(f"gpus: planned {planned_gpus}, running {gpus}")
             if status != READY or problems:
                 drift = True
-            rows.append({
-                "deployment": dep.name, "model_uid": uid, "replica": i, "status": status,
-                "worker": worker or planned_worker, "gpus": gpus if gpus is not None else planned_gpus,
-                "error": rep.get("error_message"), "differences": problems,
-            })
+            rows.append(
+                {
+                    "deployment": dep.name,
+                    "model_uid": uid,
+                    "replica": i,
+                    "status": status,
+                    "worker": worker or planned_worker,
+                    "gpus": gpus if gpus is not None else planned_gpus,
+                    "error": rep.get("error_message"),
+                    "differences": problems,
+                }
+            )
     owned = set(plan.uids)
-    unowned = [{"model_uid": uid, "model_name": d.get("model_name"), "model_engine": d.get("model_engine"),
-                "replica": d.get("replica")} for uid, d in sorted(running.items()) if uid not in owned]
+    unowned = [
+        {
+            "model_uid": uid,
+            "model_name": d.get("model_name"),
+            "model_engine": d.get("model_engine"),
+            "replica": d.get("replica"),
+        }
+        for uid, d in sorted(running.items())
+        if uid not in owned
+    ]
     return {"in_sync": not drift, "replicas": rows, "unowned": unowned}

@@ -45,9 +45,9 @@ class Replica:
     """One replica as the step planner sees it: where it sits and what it holds there."""
 
     uid: str
-    index: int                          # the server's replica id (new: the order of launch)
-    devices: tuple[tuple[str, object], ...]   # ((host, gpu index) ...) or ((host, "ram"),)
-    gib: float                          # held on each of its devices
+    index: int  # the server's replica id (new: the order of launch)
+    devices: tuple[tuple[str, object], ...]  # ((host, gpu index) ...) or ((host, "ram"),)
+    gib: float  # held on each of its devices
     place: dict = field(default_factory=dict, compare=False, hash=False)
 
     def label(self) -> str:
@@ -116,19 +116,26 @@ def overfull(used: dict, capacity: dict, rep: Replica) -> list[str]:
 # --- steps --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Step:
-    action: str          # launch | terminate
+    action: str  # launch | terminate
     replica: Replica
     reason: str
-    serving: int         # replicas answering after the step (old and new together)
+    serving: int  # replicas answering after the step (old and new together)
 
     def text(self) -> str:
         verb = "launch" if self.action == LAUNCH else "terminate"
         return f"{verb} {self.replica.label()} on {self.replica.where()} ({self.reason})"
 
 
-def plan_steps(old: list[Replica], new: list[Replica], capacity: dict, base: dict | None = None,
-               max_unavailable: int = 1, allow_downtime: bool = False,
-               coexist: bool = True, kept: int = 0) -> list[Step]:
+def plan_steps(
+    old: list[Replica],
+    new: list[Replica],
+    capacity: dict,
+    base: dict | None = None,
+    max_unavailable: int = 1,
+    allow_downtime: bool = False,
+    coexist: bool = True,
+    kept: int = 0,
+) -> list[Step]:
     """Launch/terminate steps from the ``old`` replicas to the ``new`` ones (pure).
 
     ``base``: GiB already held on each device by what the change leaves alone.
@@ -140,10 +147,10 @@ def plan_steps(old: list[Replica], new: list[Replica], capacity: dict, base: dic
     used = dict(base or {})
     for dev, gib in usage_of(old).items():
         used[dev] = used.get(dev, 0.0) + gib
-    live = list(old)           # old replicas still running
+    live = list(old)  # old replicas still running
     pending = list(new)
-    started = 0                # new replicas running
-    down = 0                   # old replicas terminated and not yet replaced
+    started = 0  # new replicas running
+    down = 0  # old replicas terminated and not yet replaced
     steps: list[Step] = []
     stated = len(old) >= 1 and len(new) >= 1
 
@@ -158,8 +165,10 @@ def plan_steps(old: list[Replica], new: list[Replica], capacity: dict, base: dic
         if serving == 0 and stated and not allow_downtime:
             raise NeedsDowntime(_downtime_text(rep, pending[0] if pending else None, coexist, used, capacity))
         if pending and down > max_unavailable and not allow_downtime:
-            raise NeedsDowntime(f"replacing {pending[0].label()} needs {down} replicas down at once; "
-                                f"pass --max-unavailable {down} (or --allow-downtime)")
+            raise NeedsDowntime(
+                f"replacing {pending[0].label()} needs {down} replicas down at once; "
+                f"pass --max-unavailable {down} (or --allow-downtime)"
+            )
         steps.append(Step(TERMINATE, rep, reason, serving))
 
     if not coexist:
@@ -171,19 +180,29 @@ def plan_steps(old: list[Replica], new: list[Replica], capacity: dict, base: dic
         while overfull(used, capacity, nxt):
             victims = [r for r in live if set(r.devices) & set(nxt.devices)]
             if not victims:
-                raise NeedsDowntime(f"{nxt.label()} does not fit on {nxt.where()} even with the old "
-                                    f"replicas there gone: " + "; ".join(overfull(used, capacity, nxt)))
+                raise NeedsDowntime(
+                    f"{nxt.label()} does not fit on {nxt.where()} even with the old "
+                    f"replicas there gone: " + "; ".join(overfull(used, capacity, nxt))
+                )
             victim = max(victims, key=lambda r: r.index)
-            terminate(victim, f"frees {victim.where()} for {nxt.label()}: "
-                      + "; ".join(overfull(used, capacity, nxt)) + " beside it")
+            terminate(
+                victim,
+                f"frees {victim.where()} for {nxt.label()}: " + "; ".join(overfull(used, capacity, nxt)) + " beside it",
+            )
             freed = True
         pending.pop(0)
         for dev in nxt.devices:
             used[dev] = used.get(dev, 0.0) + nxt.gib
         started += 1
         down = max(0, down - 1)
-        steps.append(Step(LAUNCH, nxt, "on the devices freed for it" if freed else "fits beside what runs",
-                          len(live) + started + kept))
+        steps.append(
+            Step(
+                LAUNCH,
+                nxt,
+                "on the devices freed for it" if freed else "fits beside what runs",
+                len(live) + started + kept,
+            )
+        )
         if live and len(live) > len(pending):
             overlap = [r for r in live if pending and set(r.devices) & set(pending[0].devices)]
             victim = max(overlap or live, key=lambda r: r.index)
@@ -195,22 +214,42 @@ def plan_steps(old: list[Replica], new: list[Replica], capacity: dict, base: dic
 
 def _downtime_text(rep: Replica, nxt: Replica | None, coexist: bool, used: dict, capacity: dict) -> str:
     if not coexist:
-        return (f"{rep.uid}: Xinference 4.1 holds one configuration per model uid, so the old replicas "
-                "must all stop before a new one starts (downtime). Give the new configuration a new "
-                "model_uid in the plan to roll it, or pass --allow-downtime")
+        return (
+            f"{rep.uid}: Xinference 4.1 holds one configuration per model uid, so the old replicas "
+            "must all stop before a new one starts (downtime). Give the new configuration a new "
+            "model_uid in the plan to roll it, or pass --allow-downtime"
+        )
     if nxt is None:
         return f"terminating {rep.label()} leaves no replica answering; pass --allow-downtime"
-    return (f"{nxt.label()} and the old replicas cannot run together even one at a time "
-            f"({rep.label()} must stop first, leaving no replica answering); pass --allow-downtime")
+    return (
+        f"{nxt.label()} and the old replicas cannot run together even one at a time "
+        f"({rep.label()} must stop first, leaving no replica answering); pass --allow-downtime"
+    )
 
 
 def steps_dict(steps: list[Step]) -> list[dict]:
-    return [{"action": s.action, "replica": s.replica.label(), "where": s.replica.where(),
-             "reason": s.reason, "serving": s.serving} for s in steps]
+    return [
+        {
+            "action": s.action,
+            "replica": s.replica.label(),
+            "where": s.replica.where(),
+            "reason": s.reason,
+            "serving": s.serving,
+        }
+        for s in steps
+    ]
 
 
-def rollout_steps(change: Change, new_dep, old_dep, ids: list[int], capacity: dict,
-                  base: dict, max_unavailable: int = 1, allow_downtime: bool = False) -> list[Step]:
+def rollout_steps(
+    change: Change,
+    new_dep,
+    old_dep,
+    ids: list[int],
+    capacity: dict,
+    base: dict,
+    max_unavailable: int = 1,
+    allow_downtime: bool = False,
+) -> list[Step]:
     """The steps of one scale or replace (pure). ``ids``: the running replica ids, ascending.
     Replicas without a recorded placement are taken to sit where the new plan puts them."""
     for dep in (new_dep, old_dep):
@@ -219,29 +258,43 @@ def rollout_steps(change: Change, new_dep, old_dep, ids: list[int], capacity: di
             raise NeedsDowntime(
                 f"{change.name}: one replica sharded over {workers} workers (n_worker); Xinference 4.1 "
                 "cannot add, terminate or replace replicas of a sharded launch, so there is no rolling "
-                "path even with downtime: `xinf-plan destroy` the running plan, then apply this one.")
+                "path even with downtime: `xinf-plan destroy` the running plan, then apply this one."
+            )
     ids = sorted(ids)
     old_all = replicas_of(old_dep or new_dep, change.old_uid, ids)
     while len(old_all) < len(ids):  # more replicas run than any plan placed
         extra = old_all[-1] if old_all else None
-        old_all.append(Replica(change.old_uid, ids[len(old_all)], extra.devices if extra else (), extra.gib if extra else 0.0))
+        old_all.append(
+            Replica(change.old_uid, ids[len(old_all)], extra.devices if extra else (), extra.gib if extra else 0.0)
+        )
     if change.kind == SCALE:
-        keep = old_all[:change.new_replicas]
+        keep = old_all[: change.new_replicas]
         if change.new_replicas < len(old_all):
-            return plan_steps(old_all[change.new_replicas:], [], capacity, _plus(base, usage_of(keep)),
-                              max_unavailable, allow_downtime, kept=len(keep))
+            return plan_steps(
+                old_all[change.new_replicas :],
+                [],
+                capacity,
+                _plus(base, usage_of(keep)),
+                max_unavailable,
+                allow_downtime,
+                kept=len(keep),
+            )
         start = (max(ids) + 1) if ids else 0
         placed = replicas_of(new_dep, change.model_uid)
-        new = [Replica(r.uid, start + k, r.devices, r.gib, r.place) for k, r in enumerate(placed[len(ids):])]
-        return plan_steps([], new, capacity, _plus(base, usage_of(old_all)), max_unavailable, allow_downtime,
-                          kept=len(old_all))
+        new = [Replica(r.uid, start + k, r.devices, r.gib, r.place) for k, r in enumerate(placed[len(ids) :])]
+        return plan_steps(
+            [], new, capacity, _plus(base, usage_of(old_all)), max_unavailable, allow_downtime, kept=len(old_all)
+        )
     same_uid = change.model_uid == change.old_uid
     start = (max(ids) + 1) if same_uid and ids else 0
-    new = [Replica(r.uid, start + k, r.devices, r.gib, r.place)
-           for k, r in enumerate(replicas_of(new_dep, change.model_uid))]
+    new = [
+        Replica(r.uid, start + k, r.devices, r.gib, r.place)
+        for k, r in enumerate(replicas_of(new_dep, change.model_uid))
+    ]
     config_changed = any(not f.startswith("placement[") for f in change.fields)
-    return plan_steps(old_all, new, capacity, base, max_unavailable, allow_downtime,
-                      coexist=not (same_uid and config_changed))
+    return plan_steps(
+        old_all, new, capacity, base, max_unavailable, allow_downtime, coexist=not (same_uid and config_changed)
+    )
 
 
 def _plus(a: dict, b: dict) -> dict:

@@ -149,8 +149,9 @@ def fixed_step_seconds(inp: EstimateInput, kind: str, interconnect: str | None =
     return (m.num_layers * per_layer + hops) * 1e-6
 
 
-def decode_speed(inp: EstimateInput, est: Estimate, *, memory_kind_override: str | None = None,
-                 interconnect: str | None = None) -> dict[str, float | None]:
+def decode_speed(
+    inp: EstimateInput, est: Estimate, *, memory_kind_override: str | None = None, interconnect: str | None = None
+) -> dict[str, float | None]:
     """tokens/s per sequence at batch 1 and in aggregate at the estimate's batch, and that batch.
 
     ``memory_kind_override`` (hbm | gddr | unified | cpu) for a GPU the table lacks; ``interconnect``

@@ -61,8 +61,8 @@ class ApplyOptions:
     keep_on_failure: bool = False
     launch_timeout_s: float = LAUNCH_TIMEOUT_S
     smoke_max_tokens: int = 8
-    max_unavailable: int = 1        # rollouts: replicas down at once (rollouts.py)
-    allow_downtime: bool = False    # rollouts: may a change leave no replica answering
+    max_unavailable: int = 1  # rollouts: replicas down at once (rollouts.py)
+    allow_downtime: bool = False  # rollouts: may a change leave no replica answering
 
 
 @dataclass
@@ -84,13 +84,23 @@ def apply_order(changes: list[Change]) -> list[tuple[str, str]]:
     since they free memory the rest may need; then the scales and replaces, whose rollout
     ledger (``rollouts.prepare``) counts what runs without the removed deployments and
     before the new ones; then the new launches, in plan order."""
-    return ([(c.kind, c.name) for c in changes if c.kind == REMOVE]
-            + [(c.kind, c.name) for c in changes if c.kind in ROLLED and c.kind != REMOVE]
-            + [(LAUNCH_STEP, name) for name in names_of(changes, ADD)])
+    return (
+        [(c.kind, c.name) for c in changes if c.kind == REMOVE]
+        + [(c.kind, c.name) for c in changes if c.kind in ROLLED and c.kind != REMOVE]
+        + [(LAUNCH_STEP, name) for name in names_of(changes, ADD)]
+    )
 
 
-def apply_plan(conn, plan, state: State, state_path, plan_path: str | None, reporter,
-               options: ApplyOptions = ApplyOptions(), gpu_probe: Callable | None = None) -> ApplyResult:
+def apply_plan(
+    conn,
+    plan,
+    state: State,
+    state_path,
+    plan_path: str | None,
+    reporter,
+    options: ApplyOptions = ApplyOptions(),
+    gpu_probe: Callable | None = None,
+) -> ApplyResult:
     """Apply a plan that passed ``plan.check_plan`` (the commands check it before they connect)."""
     from xinf_planner.shell.deploy.rollouts import (
         RolloutFailed,
@@ -116,11 +126,13 @@ def apply_plan(conn, plan, state: State, state_path, plan_path: str | None, repo
     if pre.problems:
         for problem in pre.problems:
             reporter.line(f"preflight: {problem}")
-        raise ApplyFailed(f"preflight found {len(pre.problems)} problem(s); nothing was changed: "
-                          + " | ".join(pre.problems))
+        raise ApplyFailed(
+            f"preflight found {len(pre.problems)} problem(s); nothing was changed: " + " | ".join(pre.problems)
+        )
     result = ApplyResult(changes=rollout.changes, notes=pre.notes)
-    reporter.line(f"plan: {summary(rollout.changes)}" + "".join(f", {kind} {name}" for kind, name in order
-                                                                if kind != LAUNCH_STEP))
+    reporter.line(
+        f"plan: {summary(rollout.changes)}" + "".join(f", {kind} {name}" for kind, name in order if kind != LAUNCH_STEP)
+    )
     if not order and not pre.to_register:
         state.record_applied(doc, plan_path, endpoint)
         save_state(state_path, state)
@@ -144,16 +156,18 @@ def apply_plan(conn, plan, state: State, state_path, plan_path: str | None, repo
                 continue
             _launch(conn, plan, name, state, state_path, result, reporter, options, at)
     except (XinfPlanError, KeyboardInterrupt) as exc:
-        raise _failed(exc, at.step, conn, plan, state, state_path, result, reporter, options,
-                      isinstance(exc, RolloutFailed)) from None
+        raise _failed(
+            exc, at.step, conn, plan, state, state_path, result, reporter, options, isinstance(exc, RolloutFailed)
+        ) from None
 
     state.record_applied(doc, plan_path, endpoint)
     save_state(state_path, state)
     return result
 
 
-def _launch(conn, plan: Plan, name: str, state: State, state_path, result: ApplyResult, reporter,
-            options: ApplyOptions, at: _At) -> None:
+def _launch(
+    conn, plan: Plan, name: str, state: State, state_path, result: ApplyResult, reporter, options: ApplyOptions, at: _At
+) -> None:
     """Launch one new deployment, wait for it, check where it landed, smoke-test it."""
     dep = plan.get(name)
     launch = dep.launch
@@ -184,21 +198,33 @@ def _launch(conn, plan: Plan, name: str, state: State, state_path, result: Apply
         if smoke.completion_tokens < 1:
             raise LaunchFailed(f"the smoke test of {name} got no tokens back (finish_reason {smoke.finish_reason!r})")
         result.smoke[name] = smoke
-        reporter.line(f"smoke test {name}: {smoke.completion_tokens} tokens, first token "
-                      f"{smoke.first_token_s * 1000:.0f} ms, {smoke.tokens_per_s:.1f} tokens/s"
-                      f"{' (engine)' if smoke.engine_tokens_per_s else ' (end to end)'}, "
-                      f"finish_reason {smoke.finish_reason}")
+        reporter.line(
+            f"smoke test {name}: {smoke.completion_tokens} tokens, first token "
+            f"{smoke.first_token_s * 1000:.0f} ms, {smoke.tokens_per_s:.1f} tokens/s"
+            f"{' (engine)' if smoke.engine_tokens_per_s else ' (end to end)'}, "
+            f"finish_reason {smoke.finish_reason}"
+        )
 
 
-def _failed(exc, step: str, conn, plan: Plan, state: State, state_path, result: ApplyResult,
-            reporter, options: ApplyOptions, rollout_failed: bool) -> ApplyFailed:
+def _failed(
+    exc,
+    step: str,
+    conn,
+    plan: Plan,
+    state: State,
+    state_path,
+    result: ApplyResult,
+    reporter,
+    options: ApplyOptions,
+    rollout_failed: bool,
+) -> ApplyFailed:
     """The ApplyFailed for a failure at ``step``, after undoing what this apply launched and
     registered (unless keep_on_failure). A failed scale/replace (RolloutFailed) has restored
     its own deployment already and says so; removals and completed changes stay done."""
     reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
     failed = reason if rollout_failed else f"{step} failed: {reason}"
     if not rollout_failed:
-        reporter.line(f"error: {failed}")      # a rollout reported its own failure
+        reporter.line(f"error: {failed}")  # a rollout reported its own failure
     if result.rolled:
         failed += f"; done before the failure and not undone: {', '.join(result.rolled)}"
     if options.keep_on_failure:

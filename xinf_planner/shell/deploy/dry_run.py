@@ -19,10 +19,12 @@ def dry_run_calls(plan, endpoint: str, auth_text: str, options: ApplyOptions = A
     def js(value) -> str:
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
-    calls = [f"Client({endpoint!r})  # {auth_text}",
-             "GET /v1/cluster/version",
-             "list_models()",
-             "GET /v1/cluster/info?detailed=true"]
+    calls = [
+        f"Client({endpoint!r})  # {auth_text}",
+        "GET /v1/cluster/version",
+        "list_models()",
+        "GET /v1/cluster/info?detailed=true",
+    ]
     specs = plan.registrations()
     for block, _ in specs:
         calls.append(f"get_model_registration('LLM', {block['model_name']!r})")
@@ -38,8 +40,11 @@ def dry_run_calls(plan, endpoint: str, auth_text: str, options: ApplyOptions = A
         uid = dep.uid
         args = ", ".join(f"{k}={js(v)}" for k, v in dep.launch_args().items())
         calls.append(f"launch_model({args}, wait_ready=False)")
-        calls.append(f"get_instance_info({dep.model_name!r}, {uid!r}) and "
-                     f"get_launch_model_progress({uid!r}), every {POLL_INTERVAL_S:.0f} s until every replica is READY")
+        calls.append(
+            f"get_instance_info({dep.model_name!r}, {uid!r}) and "
+            f"get_launch_model_progress({uid!r}), every {POLL_INTERVAL_S:.0f} s until every replica is READY"
+        )
         if options.smoke_test:
-            calls.append(f"POST /v1/chat/completions {js({'model': uid, 'max_tokens': options.smoke_max_tokens, 'temperature': 0, 'stream': True})}")
+            body = {"model": uid, "max_tokens": options.smoke_max_tokens, "temperature": 0, "stream": True}
+            calls.append(f"POST /v1/chat/completions {js(body)}")
     return calls

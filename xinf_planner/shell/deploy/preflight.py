@@ -45,8 +45,10 @@ def check_version(version: str | None, plan) -> list[str]:
     out = []
     for key, floor in MIN_VERSION.items():
         if have is not None and plan.uses_kwarg(key) and have[:2] < floor:
-            out.append(f"the plan uses {key!r}, which needs Xinference >= "
-                       f"{'.'.join(map(str, floor))}; the server runs {version}")
+            out.append(
+                f"the plan uses {key!r}, which needs Xinference >= "
+                f"{'.'.join(map(str, floor))}; the server runs {version}"
+            )
     return out
 
 
@@ -58,17 +60,22 @@ def check_server(conn, plan) -> list[str]:
     if problems:
         raise ServerTooOld("; ".join(problems))
     if version is None and any(plan.uses_kwarg(key) for key in MIN_VERSION):
-        return ["the server's version is unreadable with these credentials (it needs the admin "
-                "scope); assuming Xinference >= 4.1"]
+        return [
+            "the server's version is unreadable with these credentials (it needs the admin "
+            "scope); assuming Xinference >= 4.1"
+        ]
     return []
 
 
 def same_registration(spec: dict, existing: dict) -> bool:
     want = spec["model_specs"][0]
     for have in existing.get("model_specs") or []:
-        if (have.get("model_uri") == want["model_uri"] and _lower(have.get("model_format")) == _lower(want["model_format"])
-                and _lower(have.get("quantization")) == _lower(want["quantization"])
-                and size_key(have.get("model_size_in_billions")) == size_key(want["model_size_in_billions"])):
+        if (
+            have.get("model_uri") == want["model_uri"]
+            and _lower(have.get("model_format")) == _lower(want["model_format"])
+            and _lower(have.get("quantization")) == _lower(want["quantization"])
+            and size_key(have.get("model_size_in_billions")) == size_key(want["model_size_in_billions"])
+        ):
             return True
     return False
 
@@ -85,8 +92,9 @@ def _spec_matches(reg: dict, launch: dict) -> bool:
     return False
 
 
-def preflight(conn, plan, todo: list[str], gpu_probe: Callable | None = None,
-              old_plan=None, removed: list[str] = ()) -> Preflight:
+def preflight(
+    conn, plan, todo: list[str], gpu_probe: Callable | None = None, old_plan=None, removed: list[str] = ()
+) -> Preflight:
     """Check everything apply relies on, before changing anything. ``todo``: deployment names
     that apply would launch; ``removed``: deployments of ``old_plan`` (the last applied) that
     apply terminates before it launches, whose GPU memory counts as free."""
@@ -102,8 +110,10 @@ def preflight(conn, plan, todo: list[str], gpu_probe: Callable | None = None,
     for dep in deps:
         unfilled = unfilled_env(dep.env)
         if unfilled:
-            result.problems.append(f"{dep.name}: fill in {', '.join(unfilled)} in the plan's env (the network "
-                                   "interface that joins the hosts) before apply")
+            result.problems.append(
+                f"{dep.name}: fill in {', '.join(unfilled)} in the plan's env (the network "
+                "interface that joins the hosts) before apply"
+            )
 
     for block, spec in plan.registrations():
         existing = conn.registration(block["model_name"])
@@ -111,8 +121,10 @@ def preflight(conn, plan, todo: list[str], gpu_probe: Callable | None = None,
             result.to_register.append((block, spec))
         elif existing.get("is_builtin") or not same_registration(spec, existing):
             uri = ", ".join(s.get("model_uri") or "?" for s in existing.get("model_specs") or [])
-            result.problems.append(f"a different model is already registered as {block['model_name']!r} "
-                                   f"({uri or 'builtin'}); rename the plan's registration or unregister it")
+            result.problems.append(
+                f"a different model is already registered as {block['model_name']!r} "
+                f"({uri or 'builtin'}); rename the plan's registration or unregister it"
+            )
         else:
             result.already_registered.append(block["model_name"])
 
@@ -129,7 +141,8 @@ def preflight(conn, plan, todo: list[str], gpu_probe: Callable | None = None,
             if not _spec_matches(existing, launch):
                 result.problems.append(
                     f"{dep.name}: the registry has no {launch.get('model_format')} spec of {name!r} with "
-                    f"size {launch.get('model_size_in_billions')} and quantization {launch.get('quantization')!r}")
+                    f"size {launch.get('model_size_in_billions')} and quantization {launch.get('quantization')!r}"
+                )
         engine_model = reg["model_family"] if reg and reg["model_name"] in registering else name
         _check_engine(conn, dep, engine_model, result)
     return result
@@ -139,17 +152,21 @@ def _check_workers(plan: Plan, deps: list[Deployment], addresses, result: Prefli
     for dep in deps:
         for want in [w for ws in plan.planned_workers(dep) for w in parse_worker_ips(ws)]:
             if want and want not in addresses:
-                result.problems.append(f"{dep.name}: worker {want} is not one of the server's workers "
-                                       f"({', '.join(addresses) or 'none'})")
+                result.problems.append(
+                    f"{dep.name}: worker {want} is not one of the server's workers ({', '.join(addresses) or 'none'})"
+                )
         names = {p.get("host") for p in dep.placement if p.get("host")}
         if len(names) > len(addresses):
-            result.problems.append(f"{dep.name}: placed on {len(names)} hosts, but the server has "
-                                   f"{len(addresses)} worker(s)")
+            result.problems.append(
+                f"{dep.name}: placed on {len(names)} hosts, but the server has {len(addresses)} worker(s)"
+            )
         for name in sorted(names):
             host = plan.hosts.get(name) or {}
             if not host.get("worker_address") and not dep.launch.get("replica_config") and len(addresses) > 1:
-                result.problems.append(f"{dep.name}: host {name!r} has no worker address in the plan's "
-                                       f"inventory, and the server has {len(addresses)} workers")
+                result.problems.append(
+                    f"{dep.name}: host {name!r} has no worker address in the plan's "
+                    f"inventory, and the server has {len(addresses)} workers"
+                )
 
 
 def gpu_needs(plan, deps: list, workers: list[str]) -> dict[tuple[str | None, int], float]:
@@ -162,8 +179,8 @@ def gpu_needs(plan, deps: list, workers: list[str]) -> dict[tuple[str | None, in
         total = dep.gpu_gib
         workers_of = plan.planned_workers(dep)
         for i, place in enumerate(dep.placement):
-            worker = (workers_of[i] if i < len(workers_of) else None) or only
-            for worker in parse_worker_ips(worker) or [worker]:       # every shard of a sharded replica
+            planned = (workers_of[i] if i < len(workers_of) else None) or only
+            for worker in parse_worker_ips(planned) or [planned]:  # every shard of a sharded replica
                 for gpu in place.get("gpus") or []:
                     needs[(worker, gpu)] = needs.get((worker, gpu), 0.0) + total
     return needs
@@ -173,9 +190,13 @@ def _freed_text(gib: float) -> str:
     return f" (+{gib:.2f} GiB that the removals free)" if gib > 0 else ""
 
 
-def memory_problems(needs: dict, workers: list[dict], local_worker: str | None,
-                    local_free_gib: dict[int, float] | None,
-                    freed: dict | None = None) -> tuple[list[str], list[str]]:
+def memory_problems(
+    needs: dict,
+    workers: list[dict],
+    local_worker: str | None,
+    local_free_gib: dict[int, float] | None,
+    freed: dict | None = None,
+) -> tuple[list[str], list[str]]:
     """(problems, notes) comparing free GPU memory with the plan's needs (pure): per GPU from
     NVML for the worker on this host, per worker (Xinference sums its GPUs) elsewhere.
     ``freed``: GiB per (worker, GPU) that deployments terminated before the launches hold
@@ -193,8 +214,10 @@ def memory_problems(needs: dict, workers: list[dict], local_worker: str | None,
             elif idx not in local_free_gib:
                 problems.append(f"GPU {idx} is not present on this host")
             elif local_free_gib[idx] + back + 1e-6 < need:
-                problems.append(f"GPU {idx} has {local_free_gib[idx]:.2f} GiB free{_freed_text(back)}; the "
-                                f"plan counted on {need:.2f} GiB")
+                problems.append(
+                    f"GPU {idx} has {local_free_gib[idx]:.2f} GiB free{_freed_text(back)}; the "
+                    f"plan counted on {need:.2f} GiB"
+                )
         elif worker is not None:
             per_worker[worker] = per_worker.get(worker, 0.0) + need
     for worker, need in sorted(per_worker.items()):
@@ -204,8 +227,10 @@ def memory_problems(needs: dict, workers: list[dict], local_worker: str | None,
         avail = float(info.get("gpu_vram_available") or 0) / (1 << 30)
         back = sum(gib for (w, _), gib in freed.items() if w == worker)
         if avail + back + 1e-6 < need:
-            problems.append(f"worker {worker} has {avail:.2f} GiB of GPU memory free{_freed_text(back)}; the "
-                            f"plan counted on {need:.2f} GiB")
+            problems.append(
+                f"worker {worker} has {avail:.2f} GiB of GPU memory free{_freed_text(back)}; the "
+                f"plan counted on {need:.2f} GiB"
+            )
     return problems, notes
 
 
@@ -252,19 +277,27 @@ def _check_engine(conn, dep: Deployment, model_name: str, result: Preflight) -> 
         return
     found = {_lower(k): v for k, v in (engines or {}).items()}
     if want not in found:
-        result.problems.append(f"{dep.name}: engine {launch.get('model_engine')!r} is unknown to the server "
-                               f"for {model_name!r} (known: {', '.join(sorted(engines or {}))})")
+        result.problems.append(
+            f"{dep.name}: engine {launch.get('model_engine')!r} is unknown to the server "
+            f"for {model_name!r} (known: {', '.join(sorted(engines or {}))})"
+        )
         return
     value = found[want]
     if isinstance(value, list):
         formats = {_lower(s.get("model_format")) for s in value if isinstance(s, dict)}
         if formats and _lower(launch.get("model_format")) not in formats:
-            result.problems.append(f"{dep.name}: engine {launch.get('model_engine')} does not serve "
-                                   f"{launch.get('model_format')} for {model_name!r}")
+            result.problems.append(
+                f"{dep.name}: engine {launch.get('model_engine')} does not serve "
+                f"{launch.get('model_format')} for {model_name!r}"
+            )
         return
     if launch.get("enable_virtual_env") is False:
-        result.problems.append(f"{dep.name}: engine {launch.get('model_engine')} is not installed on the "
-                               f"worker ({value}) and the plan turns virtual envs off")
+        result.problems.append(
+            f"{dep.name}: engine {launch.get('model_engine')} is not installed on the "
+            f"worker ({value}) and the plan turns virtual envs off"
+        )
     else:
-        result.notes.append(f"{dep.name}: engine {launch.get('model_engine')} is not installed on the worker "
-                            f"({value}); Xinference would install it into a virtual env at launch")
+        result.notes.append(
+            f"{dep.name}: engine {launch.get('model_engine')} is not installed on the worker "
+            f"({value}); Xinference would install it into a virtual env at launch"
+        )

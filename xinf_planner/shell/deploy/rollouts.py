@@ -47,8 +47,8 @@ class Facts:
     """What runs, as the server reports it, and what the state says was applied."""
 
     running: dict
-    replica_ids: dict            # uid -> [replica id, ...] ascending
-    workers: list                # registered worker addresses
+    replica_ids: dict  # uid -> [replica id, ...] ascending
+    workers: list  # registered worker addresses
     old_plan: dict | None
     owned: set
 
@@ -83,8 +83,8 @@ class Rollout:
     """The changes of a plan against the server, and the steps of each scale/replace."""
 
     changes: list[Change]
-    steps: dict = field(default_factory=dict)        # deployment name -> [Step]
-    blocked: dict = field(default_factory=dict)      # deployment name -> why it cannot roll
+    steps: dict = field(default_factory=dict)  # deployment name -> [Step]
+    blocked: dict = field(default_factory=dict)  # deployment name -> why it cannot roll
 
     @property
     def pending(self) -> bool:
@@ -120,8 +120,16 @@ def prepare(plan, facts: Facts, max_unavailable: int = 1, allow_downtime: bool =
         if old_dep is not None and old_dep.uid != c.old_uid:
             old_dep = None
         try:
-            out.steps[c.name] = rollout_steps(c, plan.get(c.name), old_dep, facts.replica_ids.get(c.old_uid) or [],
-                                              capacity, base, max_unavailable, allow_downtime)
+            out.steps[c.name] = rollout_steps(
+                c,
+                plan.get(c.name),
+                old_dep,
+                facts.replica_ids.get(c.old_uid) or [],
+                capacity,
+                base,
+                max_unavailable,
+                allow_downtime,
+            )
         except NeedsDowntime as exc:
             out.blocked[c.name] = str(exc)
     return out
@@ -158,8 +166,10 @@ def pin_for(plan, dep, place: dict, index: int, workers: list[str]) -> dict:
     if not worker and len(workers) == 1:
         worker = workers[0]
     if not worker:
-        raise ApplyFailed(f"{dep.name}: cannot tell which worker hosts {place.get('host')!r} "
-                          f"(workers: {', '.join(workers) or 'none'}); set worker_address in the inventory")
+        raise ApplyFailed(
+            f"{dep.name}: cannot tell which worker hosts {place.get('host')!r} "
+            f"(workers: {', '.join(workers) or 'none'}); set worker_address in the inventory"
+        )
     gpus = place.get("gpus") or []
     device = {"worker_ip": worker, "gpu_idx": list(gpus)} if gpus else {"worker_ip": worker, "n_gpu": 0}
     return {"devices": [device]}
@@ -184,8 +194,9 @@ class RolloutFailed(ApplyFailed):
     pass
 
 
-def execute(conn, plan, change: Change, steps: list[Step], facts: Facts, state, state_path,
-            reporter, options) -> list[str]:
+def execute(
+    conn, plan, change: Change, steps: list[Step], facts: Facts, state, state_path, reporter, options
+) -> list[str]:
     """Carry out one change's steps; on failure restore what was changed and raise
     RolloutFailed naming both. Returns the lines it reported."""
     plan = Plan.of(plan)
@@ -218,16 +229,21 @@ def execute(conn, plan, change: Change, steps: list[Step], facts: Facts, state, 
                 pin = _old_pin(plan, old_dep or new_dep, step, facts)
                 remaining = conn.terminate_replica(step.replica.uid, rep_id)
                 done.append(Done(step, step.replica.uid, rep_id, pin))
-                say(f"    {step.replica.uid}-rep{rep_id} terminated; {remaining} replica(s) of "
-                    f"{step.replica.uid} remain")
+                say(
+                    f"    {step.replica.uid}-rep{rep_id} terminated; {remaining} replica(s) of "
+                    f"{step.replica.uid} remain"
+                )
     except (XinfPlanError, KeyboardInterrupt) as exc:
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
         failed = f"{change.kind} {change.name} failed at step {len(done) + 1}/{total}: {reason}"
         say(f"error: {failed}")
-        restored, left = _restore(conn, done, old_launch or new_dep.launch, change, state, state_path,
-                                  reporter, options)
-        text = f"{failed}; changed before the failure: {', '.join(_changed(done)) or 'nothing'}; " \
-               f"restored: {', '.join(restored) or 'nothing to restore'}"
+        restored, left = _restore(
+            conn, done, old_launch or new_dep.launch, change, state, state_path, reporter, options
+        )
+        text = (
+            f"{failed}; changed before the failure: {', '.join(_changed(done)) or 'nothing'}; "
+            f"restored: {', '.join(restored) or 'nothing to restore'}"
+        )
         if left:
             text += f"; COULD NOT restore: {', '.join(left)}"
         raise RolloutFailed(text) from None
@@ -298,8 +314,9 @@ def _changed(done: list[Done]) -> list[str]:
     return [f"{'launched' if d.step.action == LAUNCH else 'terminated'} {d.uid}-rep{d.replica_id}" for d in done]
 
 
-def _restore(conn, done: list[Done], old_launch: dict, change: Change, state, state_path, reporter,
-             options) -> tuple[list[str], list[str]]:
+def _restore(
+    conn, done: list[Done], old_launch: dict, change: Change, state, state_path, reporter, options
+) -> tuple[list[str], list[str]]:
     """Undo the steps in reverse: terminate what was launched, relaunch what was terminated
     (on the old uid, with the old configuration and its pin)."""
     restored, left = [], []
@@ -334,7 +351,6 @@ def remove(conn, change: Change, model_name: str, state, state_path, reporter) -
     save_state(state_path, state)
 
 
-
 # --- the apply hook -------------------------------------------------------------------------------
 def prepare_for_apply(conn, plan, state, running: dict, options) -> tuple[Rollout, Facts]:
     """Before apply changes anything: the changes of the plan, with the rollout of every
@@ -342,13 +358,15 @@ def prepare_for_apply(conn, plan, state, running: dict, options) -> tuple[Rollou
     facts = gather(conn, plan, state, running)
     rollout = prepare(plan, facts, options.max_unavailable, options.allow_downtime)
     if rollout.blocked:
-        raise NeedsDowntime("; ".join(f"{name}: {why}" for name, why in rollout.blocked.items())
-                            + " (nothing was changed)")
+        raise NeedsDowntime(
+            "; ".join(f"{name}: {why}" for name, why in rollout.blocked.items()) + " (nothing was changed)"
+        )
     return rollout, facts
 
 
-def run_change(conn, plan, change: Change, rollout: Rollout, facts: Facts, state, state_path, reporter,
-               options) -> None:
+def run_change(
+    conn, plan, change: Change, rollout: Rollout, facts: Facts, state, state_path, reporter, options
+) -> None:
     """Carry out one scale, replace or remove of ``rollout`` (apply orders them: apply_order)."""
     if change.kind == REMOVE:
         remove(conn, change, Plan.of(facts.old_plan).get(change.name).model_name, state, state_path, reporter)

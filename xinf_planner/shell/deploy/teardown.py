@@ -13,7 +13,7 @@ from xinf_planner.shell.state import State, save_state
 
 @dataclass
 class DestroyTargets:
-    terminate: list[tuple[str, str]] = field(default_factory=list)   # (model_name, uid)
+    terminate: list[tuple[str, str]] = field(default_factory=list)  # (model_name, uid)
     unregister: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 

@@ -31,8 +31,9 @@ TRANSIENT_LAUNCH_ERRORS = [("[Errno 17] File exists", "replicas raced to create 
 class Progress(Protocol):
     def line(self, text: str) -> None: ...
 
-    def replica_progress(self, uid: str, replicas: list[dict], elapsed_s: float,
-                         progress: dict[str, float | None]) -> None: ...
+    def replica_progress(
+        self, uid: str, replicas: list[dict], elapsed_s: float, progress: dict[str, float | None]
+    ) -> None: ...
 
     def end_replicas(self) -> None: ...
 
@@ -64,8 +65,11 @@ def wait_ready(conn, model_name: str, uid: str, progress: Progress, timeout: flo
                 continue
             seen = True
             reps = inst.get("replica_statuses") or []
-            errors = [f"{r.get('replica_model_uid')}: {r.get('error_message') or 'failed'}"
-                      for r in reps if r.get("status") == ERROR]
+            errors = [
+                f"{r.get('replica_model_uid')}: {r.get('error_message') or 'failed'}"
+                for r in reps
+                if r.get("status") == ERROR
+            ]
             if inst.get("status") == ERROR and not errors:
                 errors = [inst.get("error_message") or f"{uid} failed"]
             launch = conn.progress(uid) if not errors else None

@@ -20,8 +20,14 @@ from xinf_planner.core.inventory import GPU
 
 MIB = 1 << 20
 GIB = 1 << 30
-SYSCTL_KEYS = ("hw.memsize", "hw.ncpu", "hw.logicalcpu", "hw.physicalcpu",
-               "machdep.cpu.brand_string", "iogpu.wired_limit_mb")
+SYSCTL_KEYS = (
+    "hw.memsize",
+    "hw.ncpu",
+    "hw.logicalcpu",
+    "hw.physicalcpu",
+    "machdep.cpu.brand_string",
+    "iogpu.wired_limit_mb",
+)
 COMMAND_TIMEOUT_S = 10.0
 
 Runner = Callable[[list[str]], str]
@@ -34,8 +40,9 @@ class ProbeCommandError(Exception):
 def run_command(argv: list[str], timeout: float = COMMAND_TIMEOUT_S) -> str:
     """stdout of a command (even when it exits non-zero, as sysctl does for an unknown key)."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, errors="replace")
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, errors="replace"
+        )
     except FileNotFoundError:
         raise ProbeCommandError(f"{argv[0]} not found") from None
     except subprocess.TimeoutExpired:
@@ -124,8 +131,10 @@ def probe_apple(run: Runner = run_command) -> dict:
     else:
         facts["gpu_wired_limit_bytes"] = default_wired_limit(memory)
         share = "2/3" if memory <= 36 * GIB else "3/4"
-        notes.append(f"GPU wired-memory limit is macOS's default ({share} of memory; "
-                     f"raise it with sudo sysctl iogpu.wired_limit_mb=N)")
+        notes.append(
+            f"GPU wired-memory limit is macOS's default ({share} of memory; "
+            f"raise it with sudo sysctl iogpu.wired_limit_mb=N)"
+        )
     gpu = GPU(index=0, vendor="apple", name=chip, memory_total_bytes=memory, unified_memory=True)
     try:
         gpu.gpu_cores = parse_gpu_cores(run(["system_profiler", "SPDisplaysDataType"]))

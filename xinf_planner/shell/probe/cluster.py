@@ -31,8 +31,9 @@ def worker_host_name(address: str) -> str:
     return address.replace(":", "-")
 
 
-def inventory_from_cluster_info(info: list[dict], hosts: Inventory | None = None,
-                                gpu_name: str | None = None) -> tuple[Inventory, list[str]]:
+def inventory_from_cluster_info(
+    info: list[dict], hosts: Inventory | None = None, gpu_name: str | None = None
+) -> tuple[Inventory, list[str]]:
     """(inventory, warnings) from the supervisor's detailed cluster info.
 
     ``hosts``: per-host inventories (their ``worker_address`` decides which worker each
@@ -41,16 +42,20 @@ def inventory_from_cluster_info(info: list[dict], hosts: Inventory | None = None
     """
     if not isinstance(info, list):
         raise InvalidInput("the cluster info is not a list of nodes (is this an Xinference supervisor?)")
-    workers = sorted((n for n in info if isinstance(n, dict) and n.get("node_type") == "Worker"),
-                     key=lambda n: str(n.get("ip_address")))
+    workers = sorted(
+        (n for n in info if isinstance(n, dict) and n.get("node_type") == "Worker"),
+        key=lambda n: str(n.get("ip_address")),
+    )
     if not workers:
         raise InvalidInput("the cluster lists no workers: start xinference-worker on each GPU host first")
     known = {h.worker_address: h for h in (hosts.hosts if hosts else []) if h.worker_address}
     addresses = {str(w.get("ip_address")) for w in workers}
     stray = sorted(a for a in known if a not in addresses)
     if stray:
-        raise InvalidInput(f"--hosts describes worker(s) {', '.join(stray)} that the cluster does not list "
-                           f"(it lists {', '.join(sorted(addresses))})")
+        raise InvalidInput(
+            f"--hosts describes worker(s) {', '.join(stray)} that the cluster does not list "
+            f"(it lists {', '.join(sorted(addresses))})"
+        )
     out: list[Host] = []
     warnings: list[str] = []
     for node in workers:
@@ -78,16 +83,24 @@ def _from_host_inventory(node: dict, host: Host) -> Host:
     count = int(node.get("gpu_count") or 0)
     notes = list(host.notes)
     if count != len(host.gpus):
-        raise InvalidInput(f"worker {node['ip_address']}: the cluster counts {count} GPU(s), the inventory of "
-                           f"host {host.name} lists {len(host.gpus)}; run xinf-plan inspect on it again")
+        raise InvalidInput(
+            f"worker {node['ip_address']}: the cluster counts {count} GPU(s), the inventory of "
+            f"host {host.name} lists {len(host.gpus)}; run xinf-plan inspect on it again"
+        )
     total, avail = _memory(node)
     used_now = _used_per_gpu(node, host.gpus)
-    gpus = [replace(g, memory_used_bytes=min(g.memory_total_bytes, used_now)) if used_now is not None else g
-            for g in host.gpus]
+    gpus = [
+        replace(g, memory_used_bytes=min(g.memory_total_bytes, used_now)) if used_now is not None else g
+        for g in host.gpus
+    ]
     notes.append("GPU detail from this host's own inventory; memory in use from the cluster info")
-    return replace(host, gpus=gpus, memory_total_bytes=total or host.memory_total_bytes,
-                   memory_available_bytes=avail if avail is not None else host.memory_available_bytes,
-                   notes=notes)
+    return replace(
+        host,
+        gpus=gpus,
+        memory_total_bytes=total or host.memory_total_bytes,
+        memory_available_bytes=avail if avail is not None else host.memory_available_bytes,
+        notes=notes,
+    )
 
 
 def _used_per_gpu(node: dict, gpus: list[GPU]) -> int | None:
@@ -113,26 +126,47 @@ def _from_cluster_only(node: dict, gpu_name: str | None) -> tuple[Host, str | No
         if not isinstance(vram_total, (int, float)) or vram_total <= 0:
             raise InvalidInput(f"worker {address}: the cluster counts {count} GPU(s) but no VRAM total")
         if not gpu_name:
-            raise InvalidInput(f"worker {address} has {count} GPU(s) and the cluster info does not say which: "
-                               "pass --hosts with the inventory of that host (xinf-plan inspect "
-                               "--worker-address ...), or --gpu-name")
+            raise InvalidInput(
+                f"worker {address} has {count} GPU(s) and the cluster info does not say which: "
+                "pass --hosts with the inventory of that host (xinf-plan inspect "
+                "--worker-address ...), or --gpu-name"
+            )
         info = lookup_gpu(gpu_name)
         if info is None:
-            raise InvalidInput(f"--gpu-name {gpu_name!r} is not in the GPU table; use the name nvidia-smi "
-                               "prints, or pass --hosts")
+            raise InvalidInput(
+                f"--gpu-name {gpu_name!r} is not in the GPU table; use the name nvidia-smi prints, or pass --hosts"
+            )
         per_gpu = int(vram_total // count)
         used = _used_per_gpu(node, [None] * count) or 0
         for i in range(count):
-            gpus.append(GPU(index=i, vendor="nvidia", name=info.name, memory_total_bytes=per_gpu,
-                            memory_used_bytes=min(per_gpu, used), compute_capability=info.cc,
-                            memory_bandwidth_gbps=info.bandwidth_gbps))
-        note = (f"{count} GPU(s) assumed identical {info.name} of {per_gpu / GIB:.1f} GiB each (the cluster "
-                "info sums VRAM per worker and names no GPU model); no topology, so no NVLink is assumed")
+            gpus.append(
+                GPU(
+                    index=i,
+                    vendor="nvidia",
+                    name=info.name,
+                    memory_total_bytes=per_gpu,
+                    memory_used_bytes=min(per_gpu, used),
+                    compute_capability=info.cc,
+                    memory_bandwidth_gbps=info.bandwidth_gbps,
+                )
+            )
+        note = (
+            f"{count} GPU(s) assumed identical {info.name} of {per_gpu / GIB:.1f} GiB each (the cluster "
+            "info sums VRAM per worker and names no GPU model); no topology, so no NVLink is assumed"
+        )
         notes.append(note)
         warning = f"worker {address}: {note}"
-    host = Host(name=worker_host_name(address), worker_address=address, os=ASSUMED_OS, arch=ASSUMED_ARCH,
-                cpu_cores=int(node.get("cpu_count") or 1), memory_total_bytes=total or 1,
-                memory_available_bytes=avail, gpus=gpus, notes=notes)
+    host = Host(
+        name=worker_host_name(address),
+        worker_address=address,
+        os=ASSUMED_OS,
+        arch=ASSUMED_ARCH,
+        cpu_cores=int(node.get("cpu_count") or 1),
+        memory_total_bytes=total or 1,
+        memory_available_bytes=avail,
+        gpus=gpus,
+        notes=notes,
+    )
     return host, warning
 
 

@@ -68,8 +68,10 @@ def probe_linux_cpu(proc: str | os.PathLike = "/proc") -> dict:
     total_cores = os.cpu_count()
     facts["cpu_cores"] = cores or total_cores or 1
     if cores and total_cores and cores < total_cores:
-        notes.append(f"this process may use {cores} of the machine's {total_cores} logical CPUs "
-                     f"(CPU affinity); cpu_cores counts the usable ones")
+        notes.append(
+            f"this process may use {cores} of the machine's {total_cores} logical CPUs "
+            f"(CPU affinity); cpu_cores counts the usable ones"
+        )
     try:
         mem = parse_meminfo((root / "meminfo").read_text(errors="replace"))
     except OSError as exc:

@@ -13,9 +13,17 @@ from xinf_planner.shell.probe.nvml import probe_nvidia
 _ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "arm64", "aarch64": "aarch64"}
 
 
-def probe_local(name: str | None = None, worker_address: str | None = None, *, nvml=None,
-                system: str | None = None, machine: str | None = None, run=run_command,
-                proc: str = "/proc", sysfs: str = "/sys") -> Inventory:
+def probe_local(
+    name: str | None = None,
+    worker_address: str | None = None,
+    *,
+    nvml=None,
+    system: str | None = None,
+    machine: str | None = None,
+    run=run_command,
+    proc: str = "/proc",
+    sysfs: str = "/sys",
+) -> Inventory:
     """Probe this host. The keyword arguments replace the live sources (tests, recorded machines)."""
     system = (system or platform.system()).lower()
     machine = (machine or platform.machine()).lower()

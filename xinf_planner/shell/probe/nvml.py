@@ -53,8 +53,7 @@ def probe_nvidia(nvml=None, sysfs: str = "/sys") -> NvidiaProbe:
     except nvml.NVMLError as exc:
         return NvidiaProbe(notes=[f"no NVIDIA GPUs recorded: NVML failed while listing GPUs ({exc})"])
     except Exception as exc:  # the probe must never take the CLI down
-        return NvidiaProbe(notes=[f"no NVIDIA GPUs recorded: the NVML probe failed "
-                                  f"({type(exc).__name__}: {exc})"])
+        return NvidiaProbe(notes=[f"no NVIDIA GPUs recorded: the NVML probe failed ({type(exc).__name__}: {exc})"])
     finally:
         try:
             nvml.nvmlShutdown()
@@ -87,8 +86,7 @@ def _probe(nvml, sysfs: Path) -> NvidiaProbe:
     out = NvidiaProbe()
     notes = out.notes
     out.driver_version = _system(nvml, "nvmlSystemGetDriverVersion", "driver version", notes, _text)
-    out.cuda_version = _system(nvml, "nvmlSystemGetCudaDriverVersion", "CUDA driver version", notes,
-                               _cuda_version)
+    out.cuda_version = _system(nvml, "nvmlSystemGetCudaDriverVersion", "CUDA driver version", notes, _cuda_version)
     handles = []
     pci_keys = []
     for index in range(nvml.nvmlDeviceGetCount()):
@@ -144,9 +142,15 @@ def _describe(nvml, handle, index: int, notes: list[str], sysfs: Path):
     name = _text(_call(nvml, nvml.nvmlDeviceGetName, handle))
     memory = _call(nvml, nvml.nvmlDeviceGetMemoryInfo, handle)
     major, minor = _call(nvml, nvml.nvmlDeviceGetCudaComputeCapability, handle)
-    gpu = GPU(index=index, vendor="nvidia", name=name, memory_total_bytes=int(memory.total),
-              memory_used_bytes=min(int(memory.used), int(memory.total)),
-              compute_capability=f"{major}.{minor}", unified_memory=False)
+    gpu = GPU(
+        index=index,
+        vendor="nvidia",
+        name=name,
+        memory_total_bytes=int(memory.total),
+        memory_used_bytes=min(int(memory.used), int(memory.total)),
+        compute_capability=f"{major}.{minor}",
+        unified_memory=False,
+    )
     uuid = _optional(nvml, nvml.nvmlDeviceGetUUID, (handle,), index, "uuid", notes)
     gpu.uuid = _text(uuid) if uuid is not None else None
     pci = _optional(nvml, nvml.nvmlDeviceGetPciInfo, (handle,), index, "pci_bus_id", notes)
@@ -155,15 +159,14 @@ def _describe(nvml, handle, index: int, notes: list[str], sysfs: Path):
         gpu.pci_bus_id = _text(pci.busId)
         pci_key = _pci_key(pci)
     gpu.numa_node = _numa_node(nvml, handle, index, gpu.pci_bus_id, notes, sysfs)
-    mig = _optional(nvml, nvml.nvmlDeviceGetMigMode, (handle,), index, "mig_mode", notes,
-                    quiet_unsupported=True)
+    mig = _optional(nvml, nvml.nvmlDeviceGetMigMode, (handle,), index, "mig_mode", notes, quiet_unsupported=True)
     if mig is not None:
         gpu.mig_mode = bool(mig[0] == nvml.NVML_DEVICE_MIG_ENABLE)
         if gpu.mig_mode:
-            notes.append(f"GPU {index}: MIG is enabled; its MIG instances are not listed, "
-                         f"and engines cannot use the whole GPU")
-    procs = _optional(nvml, nvml.nvmlDeviceGetComputeRunningProcesses, (handle,), index,
-                      "compute_processes", notes)
+            notes.append(
+                f"GPU {index}: MIG is enabled; its MIG instances are not listed, and engines cannot use the whole GPU"
+            )
+    procs = _optional(nvml, nvml.nvmlDeviceGetComputeRunningProcesses, (handle,), index, "compute_processes", notes)
     if procs is not None:
         gpu.compute_processes = len(procs)
     return gpu, pci_key
@@ -234,8 +237,7 @@ def _topology(nvml, handles, pci_keys, indexes, notes) -> list[list[str]]:
                 count = max(links[a][0][pci_keys[b]], links[b][0][pci_keys[a]])
             if links[a][1] and links[b][1] and _p2p_nvlink(nvml, handles[a], handles[b]):
                 count += min(links[a][1], links[b][1])
-            word = f"NV{count}" if count else _pcie_level(nvml, handles[a], handles[b],
-                                                          indexes[a], indexes[b], notes)
+            word = f"NV{count}" if count else _pcie_level(nvml, handles[a], handles[b], indexes[a], indexes[b], notes)
             matrix[a][b] = matrix[b][a] = word
     return matrix
 
