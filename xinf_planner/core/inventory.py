@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Iterable
 
 from xinf_planner.core.documents import dump_document, validate_schema
+from xinf_planner.core.units import GIB  # noqa: F401  (re-exported: GPU figures are in GiB)
 from xinf_planner.errors import InvalidInput
 
 SCHEMA = "inventory.schema.json"
-GIB = 1 << 30
 
 
 @dataclass

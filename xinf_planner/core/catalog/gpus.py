@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from xinf_planner.core.catalog._data import load
+from xinf_planner.core.units import GIB
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class GpuInfo:
         """The total an engine budgets against: CUDA's figure when known, else NVML's."""
         if self.cuda_total_gib is not None:
             return self.cuda_total_gib
-        return None if self.memory_bytes is None else self.memory_bytes / 2**30
+        return None if self.memory_bytes is None else self.memory_bytes / GIB
 
 
 def normalize_gpu_name(name: str) -> str:

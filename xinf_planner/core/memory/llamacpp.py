@@ -18,6 +18,7 @@ from xinf_planner.core.memory.gguf import tensor_bytes_table
 from xinf_planner.core.memory.kv import kv_bytes_per_token
 from xinf_planner.core.memory.tensors import model_tensors
 from xinf_planner.core.memory.types import Estimate, EstimateInput, gib
+from xinf_planner.core.units import GIB
 
 
 def cfg() -> dict:
@@ -51,7 +52,7 @@ def compute_buffer_bytes(inp: EstimateInput, ctx: int, with_logits: bool) -> flo
     scores = 0 if flash else ub * ctx * m.num_attention_heads * 4
     logits = ub * m.vocab_size * 4 if with_logits else 0
     mlp = ub * 2 * mlp_width(m) * 4
-    return max(scores, logits, mlp) + c["compute_scratch_gib"] * 2**30
+    return max(scores, logits, mlp) + c["compute_scratch_gib"] * GIB
 
 
 def estimate(inp: EstimateInput) -> Estimate:

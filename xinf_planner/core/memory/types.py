@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from xinf_planner.core.catalog.models import ModelArch
-
-GIB = 2**30
+from xinf_planner.core.units import GIB
 
 
 @dataclass

@@ -41,6 +41,7 @@ from xinf_planner.core.memory.kv import kv_bytes_per_token
 from xinf_planner.core.memory.tensors import model_tensors, shard_fraction
 from xinf_planner.core.memory.types import Estimate, EstimateInput
 from xinf_planner.core.memory.weights import tensor_bytes
+from xinf_planner.core.units import GIB
 
 MEMORY_KINDS = ("hbm", "gddr", "unified", "cpu")
 
@@ -188,7 +189,7 @@ def decode_speed(
         if inp.engine == "llama.cpp" and kind != "cpu":
             # layers left in host memory are read at the CPU's bandwidth (the embedding is a lookup)
             embed = tensor_bytes(inp.model, inp.model_format, inp.quantization)[0]
-            host = min(w, max(0.0, est.per_gpu_gib.get("host_weights", 0.0) * 2**30 - embed))
+            host = min(w, max(0.0, est.per_gpu_gib.get("host_weights", 0.0) * GIB - embed))
             mem = (w - host + batch * kv_seq) / bw + host / cpu_bw
         else:
             mem = (w + batch * kv_seq) / bw

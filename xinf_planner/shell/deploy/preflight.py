@@ -14,6 +14,7 @@ from typing import Callable
 from xinf_planner.core.plan.document import Deployment, Plan
 from xinf_planner.core.planning.sharding import parse_worker_ips, unfilled_env
 from xinf_planner.core.sizes import size_key
+from xinf_planner.core.units import GIB
 from xinf_planner.errors import (
     AuthFailed,
     ServerTooOld,
@@ -224,7 +225,7 @@ def memory_problems(
         info = by_worker.get(worker)
         if info is None:
             continue  # reported by the worker check
-        avail = float(info.get("gpu_vram_available") or 0) / (1 << 30)
+        avail = float(info.get("gpu_vram_available") or 0) / GIB
         back = sum(gib for (w, _), gib in freed.items() if w == worker)
         if avail + back + 1e-6 < need:
             problems.append(

@@ -17,9 +17,8 @@ import subprocess
 from typing import Callable
 
 from xinf_planner.core.inventory import GPU
+from xinf_planner.core.units import GIB, MIB
 
-MIB = 1 << 20
-GIB = 1 << 30
 SYSCTL_KEYS = (
     "hw.memsize",
     "hw.ncpu",

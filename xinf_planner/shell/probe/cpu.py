@@ -10,7 +10,7 @@ import os
 import platform
 from pathlib import Path
 
-KIB = 1024
+from xinf_planner.core.units import KIB
 
 
 def parse_cpuinfo_model(text: str) -> str | None:
