@@ -19,40 +19,12 @@ from xinf_planner.core.planning.placement import gpu_key, gpu_kind, reserved_gib
 from xinf_planner.errors import InvalidInput, XinfPlanError
 
 SCHEMA = "plan.schema.json"
-VERSION = 1
 TOLERANCE_GIB = 0.005  # rounding of the figures a plan prints
 LLAMA_CPP_MAX_CONTEXT = 2**31 - 1
 _REPLICA_SUFFIX = re.compile(r"-rep\d+$")
 _BAD_NAME_CHARS = re.compile(r"[+\\/?%#&=\s]")
 
 Error = tuple[str, str]
-
-
-def new_plan(
-    inventory: Inventory,
-    request: dict,
-    deployments: list[dict],
-    rejected: list[dict],
-    notes: list[str] | None = None,
-    source: str | None = None,
-) -> dict:
-    from xinf_planner import __version__
-
-    inv: dict[str, Any] = {"fingerprint": fingerprint(inventory)}
-    if source:
-        inv["source"] = source
-    inv["document"] = inventory.to_dict()
-    doc: dict[str, Any] = {
-        "version": VERSION,
-        "generated_by": f"xinf-plan {__version__}",
-        "inventory": inv,
-        "request": request,
-        "deployments": deployments,
-        "rejected": rejected,
-    }
-    if notes:
-        doc["notes"] = list(notes)
-    return doc
 
 
 def check_plan(doc: Any, name: str = "plan") -> None:

@@ -34,7 +34,7 @@ REJECTED_ALTERNATIVES = 15  # feasible layouts not chosen that the plan lists
 
 def make_plan(inventory, request: Request, *, local_models: dict | None = None, source: str | None = None) -> dict:
     """The plan document for ``request`` on ``inventory``; NothingFits when nothing does."""
-    from xinf_planner.core.plan.validate import new_plan
+    from xinf_planner.core.plan.document import new_plan
 
     ctx = Context.new(inventory, request, local_models)
     deployments = run(ctx)
