@@ -164,3 +164,34 @@ def test_missing_merge_file(run_cli, tmp_path):
 def test_output_is_deterministic_for_the_same_input(run_cli):
     runs = [run_cli("inspect", "--merge", EXAMPLES / "8xh100-sxm.yaml", "--format", "json")[1] for _ in range(2)]
     assert runs[0] == runs[1] and runs[0]
+
+
+def test_inspect_measures_the_memory_bandwidth_unless_told(run_cli, tmp_path):
+    """A real, bounded measurement by default; stated by hand; skipped; refused in other modes."""
+    import time
+
+    out = tmp_path / "inv.yaml"
+    t0 = time.perf_counter()
+    code, _, err = run_cli("inspect", "-o", str(out))
+    assert code == 0, err
+    assert time.perf_counter() - t0 < 10  # the probe is bounded at about 2 s
+    host = yaml.safe_load(out.read_text())["hosts"][0]
+    assert 0.5 < host["memory_bandwidth_measured_gbps"] < 5000
+    assert any(n.startswith("memory bandwidth measured:") for n in host["notes"])
+
+    code, _, err = run_cli("inspect", "--memory-bandwidth", "41.5", "-o", str(out))
+    assert code == 0, err
+    assert yaml.safe_load(out.read_text())["hosts"][0]["memory_bandwidth_measured_gbps"] == 41.5
+
+    code, _, err = run_cli("inspect", "--no-bandwidth", "-o", str(out))
+    assert code == 0, err
+    assert "memory_bandwidth_measured_gbps" not in yaml.safe_load(out.read_text())["hosts"][0]
+
+    for args in (
+        ["--no-bandwidth", "--memory-bandwidth", "40"],
+        ["--merge", str(out), "--no-bandwidth"],
+        ["--memory-bandwidth", "-3"],
+        ["--memory-bandwidth", "nan"],
+    ):
+        code, _, err = run_cli("inspect", *args)
+        assert code == 2 and "Traceback" not in err, (args, err)

@@ -238,8 +238,11 @@ def test_lookup_gpu_by_nvml_name(nvml_name, expected, gib):
 
 
 def test_gpu_table_has_compute_for_datacenter_parts():
-    assert lookup_gpu("NVIDIA H100 80GB HBM3").tflops == 989
-    assert lookup_gpu("Apple M1").tflops is None
+    h100 = lookup_gpu("NVIDIA H100 80GB HBM3")
+    assert (h100.tflops, h100.tflops_fp8, h100.p2p) == (989, 1979, True)
+    assert lookup_gpu("NVIDIA A100-SXM4-80GB").tflops_fp8 is None  # Ampere: no FP8 tensor cores
+    assert lookup_gpu("NVIDIA GeForce RTX 4090").p2p is False  # GeForce 40: no peer-to-peer
+    assert lookup_gpu("Apple M1").tflops == 2.6  # the prefill roofline of a Mac (an assumption)
 
 
 def test_lookup_gpu_unknown_and_apple():

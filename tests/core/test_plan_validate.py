@@ -16,8 +16,13 @@ HOSTS = EXAMPLES / "hosts"
 
 
 @lru_cache(maxsize=None)
-def _planned(inventory: str, model: str, context: int = 8192, concurrency: int = 16) -> dict:
-    req = request_from_intent({"model": model, "context_length": context, "concurrency": concurrency})
+def _planned(
+    inventory: str, model: str, context: int = 8192, concurrency: int = 16, objective: str = "throughput"
+) -> dict:
+    """The plans these tests break: 'throughput' spreads the 7B over all six T4s (3 replicas)."""
+    req = request_from_intent(
+        {"model": model, "context_length": context, "concurrency": concurrency, "objective": objective}
+    )
     return make_plan(load_inventory(HOSTS / inventory), req)
 
 
@@ -122,7 +127,8 @@ def test_tp_rules_checked_on_a_hand_edited_plan():
 
 
 def test_float16_required_below_ampere():
-    doc = plan()
+    doc = plan(objective="balanced")  # the 16-bit checkpoint (throughput takes AWQ here)
+    assert doc["deployments"][0]["launch"]["quantization"] == "none"
     assert doc["deployments"][0]["launch"]["dtype"] == "float16"
     del doc["deployments"][0]["launch"]["dtype"]
     assert "$.deployments[0].launch.dtype" in paths(doc)
@@ -193,7 +199,7 @@ def test_catalog_size_label_and_quantization():
 
 
 def test_cli_validate_reports_every_error_and_exits_1(run_cli, tmp_path):
-    doc = plan()
+    doc = plan(objective="balanced")
     del doc["deployments"][0]["launch"]["context_length"]
     del doc["deployments"][0]["launch"]["dtype"]
     path = tmp_path / "plan.yaml"

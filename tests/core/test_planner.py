@@ -56,10 +56,13 @@ def test_quality_takes_the_highest_precision_that_fits_the_largest_model():
 
 
 def test_balanced_formula():
-    # quality points log2(1 + B) × precision share, times min(1, tok/s ÷ 20)
-    assert balanced_score(7, "16", 40) == pytest.approx(3.0)
-    assert balanced_score(7, "16", 10) == pytest.approx(1.5)
-    assert balanced_score(7, "4", 40) == pytest.approx(3.0 * 0.9)
+    # quality points log2(1 + B) × precision share × KV share, times the headroom factor
+    assert balanced_score(7, "16", 8, 4) == pytest.approx(3.0)  # room for twice the users: 1.0
+    assert balanced_score(7, "16", 100, 4) == pytest.approx(3.0)
+    assert balanced_score(7, "16", 4, 4) == pytest.approx(3.0 * 0.9)  # no room for one more: 0.9
+    assert balanced_score(7, "16", 6, 4) == pytest.approx(3.0 * 0.95)
+    assert balanced_score(7, "4", 8, 4) == pytest.approx(3.0 * 0.9)
+    assert balanced_score(7, "16", 8, 4, kv="fp8") == pytest.approx(3.0 * 0.99)
 
 
 def test_forced_replicas():

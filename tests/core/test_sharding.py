@@ -83,19 +83,35 @@ def test_a_model_that_fits_one_host_is_not_sharded():
     )
     dep = doc["deployments"][0]
     assert "n_worker" not in dep["launch"] and all("host" in p for p in dep["placement"])
-    assert dep["launch"]["replica"] == 2  # spread: one replica per node
+    assert dep["launch"]["replica"] == 1  # one replica meets 4 users: no more GPUs than that
+    two = plan(
+        h100_pair(),
+        model="deepseek-r1-distill-llama:70",
+        formats=["pytorch"],
+        engines=["vllm"],
+        context_length=8192,
+        concurrency=4,
+        replicas=2,
+    )["deployments"][0]
+    assert "n_worker" not in two["launch"]
+    assert sorted(p["host"] for p in two["placement"]) == ["h100-node-1", "h100-node-2"]  # spread
 
 
 def test_llama_70b_bf16_on_two_nodes_of_8x24gb():
     inv = rtx4090_nodes(2)
     one = rtx4090_nodes(1)
     intent = dict(
-        model="deepseek-r1-distill-llama:70", formats=["pytorch"], engines=["vllm"], context_length=16384, concurrency=8
+        model="deepseek-r1-distill-llama:70",
+        formats=["pytorch"],
+        quantizations=["none"],  # bf16 weights: no FP8 at load
+        engines=["vllm"],
+        context_length=131072,
+        concurrency=2,
     )
     from xinf_planner.errors import NothingFits
 
     with pytest.raises(NothingFits):
-        plan(one, **intent)  # one node of 8x 24 GB: 70B in bf16 leaves too little room for the KV cache
+        plan(one, **intent)  # one node of 8x 24 GB: 70B in bf16 leaves no room for one 131072-token sequence
     doc = plan(inv, **intent)
     launch = doc["deployments"][0]["launch"]
     assert launch["n_worker"] == 2

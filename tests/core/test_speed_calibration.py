@@ -23,7 +23,8 @@ from xinf_planner.core.catalog.models import all_models, get_model
 from xinf_planner.core.memory import estimate
 from xinf_planner.core.memory.types import EstimateInput
 from xinf_planner.core.memory.weights import total_bytes
-from xinf_planner.core.serving.decode import decode_speed, memory_kind
+from xinf_planner.core.serving.costs import memory_kind
+from xinf_planner.core.serving.decode import decode_speed
 
 _spec = importlib.util.spec_from_file_location(
     "decode_speed_accuracy", ROOT / "benchmarks" / "decode_speed_accuracy.py"

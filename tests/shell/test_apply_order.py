@@ -37,7 +37,8 @@ WORKER = "127.0.0.1:30001"
 
 @lru_cache(maxsize=None)
 def _planned(inventory: str = "6xt4.yaml", model: str = "deepseek-r1-distill-qwen:7") -> dict:
-    req = request_from_intent({"model": model, "context_length": 8192, "concurrency": 16})
+    # 'throughput' spreads the 7B over the six T4s: three replicas of TP 2
+    req = request_from_intent({"model": model, "context_length": 8192, "concurrency": 16, "objective": "throughput"})
     return make_plan(load_inventory(EXAMPLES / "hosts" / inventory), req)
 
 

@@ -84,3 +84,12 @@ def gpu_probe():
     from xinf_planner.shell.probe.nvml import probe_nvidia
 
     return probe_nvidia().gpus
+
+
+def finite(ctx, param, value):
+    """A click callback: refuse NaN and infinity (click's FloatRange lets them through)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a finite number")
+    return value

@@ -140,6 +140,17 @@ def max_batch(engine: str) -> int | None:
     return None if value is None else int(value)
 
 
+def step_tokens(engine: str, gpu_gib: float | None = None) -> int | None:
+    """Tokens one engine step schedules (decode plus chunked prefill), or None when a prompt is
+    prefilled whole (Transformers)."""
+    f = facts(engine)
+    for floor, tokens in f.get("step_tokens_by_gpu_gib") or ():
+        if (gpu_gib or 0.0) >= floor:
+            return int(tokens)
+    value = f.get("step_tokens")
+    return None if value is None else int(value)
+
+
 def max_slots(engine: str) -> int | None:
     """llama.cpp: the most parallel slots (n_parallel) per replica."""
     slots = facts(engine).get("slots")
@@ -160,3 +171,9 @@ def supports_kv_cache_dtype(engine: str) -> bool:
     """Whether the KV cache dtype is the engine's to choose (vLLM/SGLang ``kv_cache_dtype``,
     llama.cpp's cache type); MLX and Transformers keep the model's dtype."""
     return bool(facts(engine).get("kv_cache_dtype"))
+
+
+def fp8_kv_cache_dtype(engine: str) -> str | None:
+    """The ``kv_cache_dtype`` launch value of the engine's FP8 KV cache, or None without one."""
+    value = facts(engine).get("fp8_kv_cache")
+    return str(value) if value else None

@@ -68,7 +68,8 @@ class Host:
     worker_address: str | None = None
     cpu_model: str | None = None
     memory_available_bytes: int | None = None
-    memory_bandwidth_gbps: float | None = None
+    memory_bandwidth_gbps: float | None = None  # datasheet (GB/s)
+    memory_bandwidth_measured_gbps: float | None = None  # measured by `inspect` (GB/s, read, all threads)
     driver_version: str | None = None
     cuda_version: str | None = None
     gpu_wired_limit_bytes: int | None = None
@@ -182,6 +183,7 @@ def _host_to_dict(h: Host) -> dict:
         "memory_total_bytes",
         "memory_available_bytes",
         "memory_bandwidth_gbps",
+        "memory_bandwidth_measured_gbps",
         "driver_version",
         "cuda_version",
         "gpu_wired_limit_bytes",

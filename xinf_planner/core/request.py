@@ -13,10 +13,17 @@ from typing import Any
 
 from xinf_planner.core.documents import validate_schema
 from xinf_planner.core.engines import canonical as canonical_engine
+from xinf_planner.core.serving.figures import (
+    DEFAULT_INPUT_TOKENS,
+    DEFAULT_MAX_TPOT_MS,
+    DEFAULT_MAX_TTFT_MS,
+    DEFAULT_OUTPUT_TOKENS,
+    Targets,
+)
 from xinf_planner.errors import InvalidInput
 
 SCHEMA = "intent.schema.json"
-OBJECTIVES = ("quality", "throughput", "latency", "balanced")
+OBJECTIVES = ("quality", "throughput", "latency", "efficiency", "balanced")
 DEFAULT_CONTEXT_LENGTH = 8192
 DEFAULT_CONCURRENCY = 1
 DEFAULT_OBJECTIVE = "balanced"
@@ -33,10 +40,18 @@ class ModelRequest:
     share: float = 1.0
     model_path: str | None = None
     replicas: int | None = None
+    input_tokens: int = DEFAULT_INPUT_TOKENS
+    output_tokens: int = DEFAULT_OUTPUT_TOKENS
+    max_ttft_ms: float = DEFAULT_MAX_TTFT_MS
+    max_tpot_ms: float = DEFAULT_MAX_TPOT_MS
 
     @property
     def ref(self) -> str:
         return self.family if self.size is None else f"{self.family}:{self.size}"
+
+    @property
+    def targets(self) -> Targets:
+        return Targets(self.max_ttft_ms, self.max_tpot_ms)
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {
@@ -44,6 +59,9 @@ class ModelRequest:
             "share": self.share,
             "context_length": self.context_length,
             "concurrency": self.concurrency,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            **self.targets.to_dict(),
         }
         if self.model_path is not None:
             out["model_path"] = self.model_path
@@ -133,6 +151,7 @@ def request_from_intent(doc: Any, name: str = "intent") -> Request:
         raise InvalidInput(f"{name}: $: give either 'model' or 'models', not both")
     context = doc.get("context_length", DEFAULT_CONTEXT_LENGTH)
     concurrency = doc.get("concurrency", DEFAULT_CONCURRENCY)
+    workload = {key: doc[key] for key in WORKLOAD_KEYS if key in doc}
     entries = doc.get("models") or [{"model": doc["model"]}]
     if "model" in doc:
         entries = [
@@ -147,20 +166,24 @@ def request_from_intent(doc: Any, name: str = "intent") -> Request:
             raise InvalidInput(f"{name}: $.model_path: with several models, give model_path per model")
         entries = [{**entries[0], "model_path": entries[0].get("model_path", doc["model_path"])}]
     models = []
-    for entry in entries:
+    for n, entry in enumerate(entries):
         family, size = split_ref(entry["model"])
         replicas = entry.get("replicas", doc.get("replicas") if len(entries) == 1 else None)
-        models.append(
-            ModelRequest(
-                family=family,
-                size=size,
-                context_length=entry.get("context_length", context),
-                concurrency=entry.get("concurrency", concurrency),
-                share=float(entry.get("share", 1.0)),
-                model_path=entry.get("model_path"),
-                replicas=replicas,
-            )
+        ctx = entry.get("context_length", context)
+        given = {**workload, **{key: entry[key] for key in WORKLOAD_KEYS if key in entry}}
+        mreq = ModelRequest(
+            family=family,
+            size=size,
+            context_length=ctx,
+            concurrency=entry.get("concurrency", concurrency),
+            share=float(entry.get("share", 1.0)),
+            model_path=entry.get("model_path"),
+            replicas=replicas,
+            **fit_workload(ctx, given),
         )
+        where = f"$.models[{n}]" if "models" in doc else "$"
+        check_workload(mreq, f"{name}: {where}")
+        models.append(mreq)
     if "replicas" in doc and len(models) > 1:
         raise InvalidInput(f"{name}: $.replicas: with several models, give replicas per model")
     gib, fraction = parse_headroom(doc.get("headroom"))
@@ -180,6 +203,42 @@ def request_from_intent(doc: Any, name: str = "intent") -> Request:
         model_path_on_every_worker=bool(doc.get("model_path_on_every_worker", False)),
         enable_virtual_env=doc.get("enable_virtual_env"),
     )
+
+
+WORKLOAD_KEYS = ("input_tokens", "output_tokens", "max_ttft_ms", "max_tpot_ms")
+
+
+def fit_workload(context_length: int, given: dict) -> dict:
+    """The workload keys: what was given, and the defaults (1000 prompt + 4000 output tokens)
+    for the rest, cut to fit the context length when it is shorter: a defaulted output takes
+    what the prompt leaves; both defaulted keep the 1:4 split. Given values are never changed
+    (``check_workload`` refuses them when they do not fit)."""
+    out = dict(given)
+    has_in, has_out = "input_tokens" in given, "output_tokens" in given
+    if not has_in and not has_out and DEFAULT_INPUT_TOKENS + DEFAULT_OUTPUT_TOKENS > context_length:
+        total = DEFAULT_INPUT_TOKENS + DEFAULT_OUTPUT_TOKENS
+        out["input_tokens"] = max(1, context_length * DEFAULT_INPUT_TOKENS // total)
+        out["output_tokens"] = max(1, context_length - out["input_tokens"])
+    elif has_in and not has_out:
+        out["output_tokens"] = max(1, min(DEFAULT_OUTPUT_TOKENS, context_length - int(given["input_tokens"])))
+    elif has_out and not has_in:
+        out["input_tokens"] = max(1, min(DEFAULT_INPUT_TOKENS, context_length - int(given["output_tokens"])))
+    return out
+
+
+def check_workload(mreq: ModelRequest, where: str) -> None:
+    """Rules the schema cannot say: targets finite and positive (flags bypass the schema's
+    types), and one typical request inside the longest sequence."""
+    for key in ("max_ttft_ms", "max_tpot_ms"):
+        value = getattr(mreq, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise InvalidInput(f"{where}.{key}: {value!r} is not a positive, finite number of milliseconds")
+    if mreq.input_tokens + mreq.output_tokens > mreq.context_length:
+        raise InvalidInput(
+            f"{where}: input_tokens {mreq.input_tokens} + output_tokens {mreq.output_tokens} exceed the "
+            f"context length {mreq.context_length}: raise --context-length (the longest sequence) or "
+            "shorten the workload"
+        )
 
 
 def merge_flags(intent: dict | None, flags: dict) -> dict:

@@ -140,6 +140,27 @@ def dtype_for(engine: str, precision: str, cc: tuple[int, int] | None) -> str | 
     return None
 
 
+def kv_cache_reason(
+    engine: str, kv_cache_dtype: str, cc: tuple[int, int] | None, gpu_name: str = "this GPU"
+) -> str | None:
+    """Whether the KV cache dtype is planned for this engine and GPU."""
+    if kv_cache_dtype == "auto":
+        return None
+    if not engines.facts(engine).get("fp8_kv_cache"):
+        return f"{engine} has no {kv_cache_dtype} KV cache."
+    floor = facts()["compute_capability"]["fp8_kv"]
+    if cc is None or cc < parse_cc(floor):
+        return (
+            f"an {kv_cache_dtype} KV cache is planned on compute capability {floor} or newer; "
+            f"{gpu_name} is {cc_text(cc)}."
+        )
+    return None
+
+
+def kv_cache_quality(kv_cache_dtype: str) -> float:
+    return float(facts()["kv_cache_quality"].get(kv_cache_dtype, 1.0))
+
+
 def cc_reason(
     engine: str, model_format: str, precision: str, cc: tuple[int, int] | None, gpu_name: str = "this GPU"
 ) -> str | None:

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from xinf_planner.cli.options import finite
 from xinf_planner.cli.output import table
 from xinf_planner.core.documents import dump_document
 from xinf_planner.core.inventory import GIB, Host, Inventory
@@ -61,6 +62,19 @@ FORMATS = ("table", "json", "yaml")
     "(e.g. 'NVIDIA H100 80GB HBM3'); their GPUs are assumed identical.",
 )
 @click.option(
+    "--no-bandwidth",
+    is_flag=True,
+    help="Do not measure this host's memory bandwidth (about a second, at most 2 s and 512 MiB).",
+)
+@click.option(
+    "--memory-bandwidth",
+    "memory_bandwidth",
+    type=click.FloatRange(0, 100_000, min_open=True),
+    callback=lambda ctx, param, value: finite(ctx, param, value),
+    metavar="GBPS",
+    help="State this host's memory read bandwidth by hand (GB/s) instead of measuring it.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
@@ -73,13 +87,29 @@ FORMATS = ("table", "json", "yaml")
     metavar="FILE",
     help="Write the inventory to FILE (atomically) instead of stdout.",
 )
-def command(files, merge, name, worker_address, endpoint, api_key, username, host_files, gpu_name, fmt, output):
+def command(
+    files,
+    merge,
+    name,
+    worker_address,
+    endpoint,
+    api_key,
+    username,
+    host_files,
+    gpu_name,
+    no_bandwidth,
+    memory_bandwidth,
+    fmt,
+    output,
+):
     """Describe this machine's GPUs, CPU and memory as an inventory (format v1).
 
     \b
     NVIDIA GPUs are read through NVML, Apple silicon through sysctl, CPU and
     memory from /proc (Linux) or sysctl (macOS). Without a GPU or driver the
-    inventory has no GPUs and a note saying why.
+    inventory has no GPUs and a note saying why. The host's memory read
+    bandwidth is measured (about a second; --no-bandwidth skips it,
+    --memory-bandwidth states it): CPU serving speeds follow from it.
 
     \b
     Examples:
@@ -89,6 +119,11 @@ def command(files, merge, name, worker_address, endpoint, api_key, username, hos
       XINFERENCE_PASSWORD=... xinf-plan inspect -e http://10.0.0.5:9997 --username admin \\
           --hosts gpu-a.yaml --hosts gpu-b.yaml -o cluster.yaml
     """
+    probing = not endpoint and not merge and not files
+    if (no_bandwidth or memory_bandwidth is not None) and not probing:
+        raise click.UsageError("--no-bandwidth and --memory-bandwidth describe this machine's probe")
+    if no_bandwidth and memory_bandwidth is not None:
+        raise click.UsageError("give --no-bandwidth or --memory-bandwidth, not both")
     if endpoint:
         if files or merge or name or worker_address:
             raise click.UsageError(
@@ -98,7 +133,7 @@ def command(files, merge, name, worker_address, endpoint, api_key, username, hos
     elif host_files or gpu_name:
         raise click.UsageError("--hosts and --gpu-name go with --endpoint")
     else:
-        inventory = _collect(files, merge, name, worker_address)
+        inventory = _collect(files, merge, name, worker_address, not no_bandwidth, memory_bandwidth)
     if output:
         file_fmt = _file_format(fmt, output)
         write_atomic(output, dump_document(inventory.to_dict(), file_fmt))
@@ -134,7 +169,7 @@ def _from_cluster(endpoint, api_key, username, host_files, gpu_name) -> Inventor
     return inventory
 
 
-def _collect(files, merge, name, worker_address) -> Inventory:
+def _collect(files, merge, name, worker_address, measure: bool = True, bandwidth: float | None = None) -> Inventory:
     """Where the inventory comes from: inventory files to join, or this machine."""
     if merge:
         if not files:
@@ -150,8 +185,14 @@ def _collect(files, merge, name, worker_address) -> Inventory:
     if files:
         raise click.UsageError("inventory files are only read with --merge")
     from xinf_planner.shell.probe import probe_local
+    from xinf_planner.shell.probe.bandwidth import measure_memory_bandwidth
 
-    probed = probe_local(name=name, worker_address=worker_address)
+    probed = probe_local(
+        name=name,
+        worker_address=worker_address,
+        bandwidth=bandwidth,
+        measure_bandwidth=measure_memory_bandwidth if measure and bandwidth is None else None,
+    )
     # what we write must be a valid inventory: check it like any input
     return Inventory.from_dict(probed.to_dict(), "probed inventory")
 
@@ -182,6 +223,10 @@ def _host_lines(h: Host) -> list[str]:
         extras.append(f"CUDA {h.cuda_version}")
     if h.gpu_wired_limit_bytes is not None:
         extras.append(f"GPU wired-memory limit {_gib(h.gpu_wired_limit_bytes)}")
+    if h.memory_bandwidth_measured_gbps is not None:
+        extras.append(f"memory bandwidth {h.memory_bandwidth_measured_gbps:g} GB/s measured")
+    elif h.memory_bandwidth_gbps is not None:
+        extras.append(f"memory bandwidth {h.memory_bandwidth_gbps:g} GB/s (datasheet)")
     if extras:
         lines.append("  " + ", ".join(extras))
     if h.gpus:

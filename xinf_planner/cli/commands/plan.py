@@ -36,7 +36,29 @@ FORMATS = ("yaml", "json", "table")
     type=click.IntRange(min=1),
     help="Longest prompt + output one request may need, in tokens [default: 8192].",
 )
-@click.option("--concurrency", type=click.IntRange(min=1), help="Sequences served at once at that length [default: 1].")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Users served at once [default: 1].")
+@click.option(
+    "--input-tokens",
+    type=click.IntRange(min=1),
+    help="The typical prompt, in tokens [default: 1000].",
+)
+@click.option(
+    "--output-tokens",
+    type=click.IntRange(min=1),
+    help="The typical output, thinking included, in tokens [default: 4000; R1 thinks at length].",
+)
+@click.option(
+    "--max-ttft-ms",
+    type=float,
+    metavar="MS",
+    help="Longest time to first token each user may wait [default: 10000].",
+)
+@click.option(
+    "--max-tpot-ms",
+    type=float,
+    metavar="MS",
+    help="Longest time per output token each user may get [default: 100, i.e. 10 tokens/s].",
+)
 @click.option("--objective", type=click.Choice(OBJECTIVES), help="What to optimise [default: balanced].")
 @click.option(
     "--model-engine",
@@ -101,6 +123,10 @@ def command(
     model,
     context_length,
     concurrency,
+    input_tokens,
+    output_tokens,
+    max_ttft_ms,
+    max_tpot_ms,
     objective,
     engines,
     formats,
@@ -119,9 +145,12 @@ def command(
 
     \b
     Every candidate is checked against the rules (platform, compute capability,
-    TP divisibility, the catalog) and the memory model; the plan lists why each
-    choice was made and why each alternative was not. Exit 3 when nothing fits,
-    with what was tried, the largest thing that fits and the hardware needed.
+    TP divisibility, the catalog), the memory model and the serving model: a
+    layout counts only if it fits and meets the TTFT and TPOT targets for
+    --concurrency users of --input-tokens in and --output-tokens out. The plan
+    lists why each choice was made and why each alternative was not. Exit 3
+    when nothing fits or meets the targets, with the best TTFT and TPOT that
+    are reachable, the largest thing that fits and the hardware needed.
 
     \b
     Examples:
@@ -129,6 +158,9 @@ def command(
           --model deepseek-r1-distill-qwen:7 --context-length 8192 --concurrency 16
       xinf-plan plan --hardware examples/hosts/rtx4090-workstation.yaml \\
           --model deepseek-r1-distill-qwen --format table   # the largest that fits
+      xinf-plan plan --hardware examples/hosts/8xh100-sxm.yaml \\
+          --model deepseek-r1-distill-qwen:32 --concurrency 64 \\
+          --input-tokens 2000 --output-tokens 2000 --max-tpot-ms 40 --objective efficiency
       xinf-plan plan --intent intent.yaml --hardware cluster.yaml -o plan.yaml
     """
     from xinf_planner.core.planning import make_plan
@@ -142,6 +174,10 @@ def command(
         "model": model,
         "context_length": context_length,
         "concurrency": concurrency,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "max_ttft_ms": max_ttft_ms,
+        "max_tpot_ms": max_tpot_ms,
         "objective": objective,
         "engines": engines,
         "formats": formats,
@@ -187,7 +223,9 @@ def _inventory(hardware):
         from xinf_planner.shell.probe import probe_local
     except ImportError:
         raise click.UsageError("this build cannot probe the machine; pass --hardware FILE") from None
-    probed = probe_local()
+    from xinf_planner.shell.probe.bandwidth import measure_memory_bandwidth
+
+    probed = probe_local(measure_bandwidth=lambda: measure_memory_bandwidth(budget_s=0.5))
     return Inventory.from_dict(probed.to_dict(), "probed inventory"), "probe"
 
 
@@ -198,7 +236,8 @@ def _local_models(request) -> dict:
 
 
 def summary_table(doc: dict) -> str:
-    """The plan for a person: one row per deployment, then its memory and speed."""
+    """The plan for a person: one row per deployment with its serving figures, then its memory
+    and the reasons."""
     rows = [
         (
             "deployment",
@@ -209,9 +248,12 @@ def summary_table(doc: dict) -> str:
             "replicas",
             "placement",
             "context",
-            "seqs",
-            "tok/s/seq",
+            "users",
+            "TTFT s",
+            "TPOT ms",
+            "tok/s/user",
             "tok/s",
+            "max users",
         )
     ]
     details = []
@@ -225,6 +267,7 @@ def summary_table(doc: dict) -> str:
         )
         if len(places) > 48:
             places = places[:45] + "..."
+        serving = est.get("serving") or {}
         rows.append(
             (
                 dep["name"],
@@ -235,9 +278,12 @@ def summary_table(doc: dict) -> str:
                 str(launch["replica"]),
                 places,
                 str(launch.get("context_length", "?")),
-                str(est.get("served_sequences", int(est["max_concurrent_sequences"]))),
-                f"{est['decode_tokens_per_s']['per_sequence']:.1f}",
-                f"{est['decode_tokens_per_s']['aggregate']:.0f}",
+                str(serving.get("concurrency", "-")),
+                _fmt(serving.get("ttft_s"), "{:.2f}"),
+                _fmt(serving.get("tpot_s"), "{:.0f}", 1000),
+                _fmt(serving.get("tokens_per_s_per_user"), "{:.1f}"),
+                _fmt(serving.get("output_tokens_per_s"), "{:.0f}"),
+                str(serving.get("max_concurrency_within_targets", "-")),
             )
         )
         g = est["per_gpu_gib"]
@@ -261,3 +307,7 @@ def summary_table(doc: dict) -> str:
         lines.append(f"note: {note}")
     lines.append(f"{len(doc['rejected'])} alternative(s) rejected (see the plan's 'rejected' list).")
     return "\n".join(lines)
+
+
+def _fmt(value, pattern: str, scale: float = 1.0) -> str:
+    return "-" if value is None else pattern.format(value * scale)

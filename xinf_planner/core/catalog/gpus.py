@@ -19,6 +19,8 @@ class GpuInfo:
     source: str
     cuda_total_gib: float | None = None  # what cudaMemGetInfo reports, where a log shows it
     tflops: float | None = None  # dense 16-bit tensor TFLOPS (datasheet)
+    tflops_fp8: float | None = None  # dense FP8 tensor TFLOPS (CC >= 8.9)
+    p2p: bool = True  # GPU peer-to-peer over PCIe (GeForce RTX 40/50: disabled by the driver)
 
     @property
     def usable_total_gib(self) -> float | None:
@@ -47,6 +49,8 @@ def _index() -> dict[str, GpuInfo]:
             source=row["source"],
             cuda_total_gib=row.get("cuda_total_gib"),
             tflops=row.get("tflops"),
+            tflops_fp8=row.get("tflops_fp8"),
+            p2p=bool(row.get("p2p", True)),
         )
         for alias in [row["name"], *row["names"]]:
             index.setdefault(normalize_gpu_name(alias), info)
@@ -57,6 +61,7 @@ def _index() -> dict[str, GpuInfo]:
             bandwidth_gbps=float(row["bandwidth_gbps"]),
             cc=None,
             source=row["source"],
+            tflops=row.get("tflops"),
         )
         index.setdefault(normalize_gpu_name(row["name"]), info)
     return index

@@ -51,6 +51,7 @@ def estimate(inp: EstimateInput) -> Estimate:
     else:
         est = _module(inp.engine).estimate(inp)
     est.decode_tokens_per_s = decode_speed(inp, est)
+    est.input = inp
     return est
 
 

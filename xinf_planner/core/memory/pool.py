@@ -11,7 +11,7 @@ from xinf_planner.core.memory.weights import per_gpu_bytes, rotary_cache_bytes
 
 def loaded_weights_gib(inp: EstimateInput) -> float:
     """Weights on the most loaded GPU, with the rotary cache every rank allocates at load."""
-    stages = per_gpu_bytes(inp.model, inp.model_format, inp.quantization, inp.tp, inp.pp, inp.dtype)
+    stages = per_gpu_bytes(inp.model, *inp.weight_scheme, inp.tp, inp.pp, inp.dtype)
     return gib(max(stages) + rotary_cache_bytes(inp.model, inp.dtype))
 
 
@@ -26,11 +26,29 @@ def per_token_bytes(inp: EstimateInput) -> float:
     )
 
 
-def verdict(inp: EstimateInput, tokens: int, kv_gib: float, no_room: str, refuses: str = "") -> tuple[list, list]:
-    """(reasons, notes) for a pool of ``tokens`` tokens (``kv_gib`` GiB)."""
+SHORT_POOL_MARGIN = 6  # SGLang: max_req_input_len = min(context, pool) - 1 - 5 (tp_worker.py)
+
+
+def short_pool_note(tokens: int, context_length: int) -> str:
+    """What SGLang does when its pool is shorter than the context length: it starts."""
+    return (
+        f"SGLang starts with a KV pool of {tokens} tokens, fewer than context_length {context_length}: "
+        f"a prompt of {max(0, tokens - SHORT_POOL_MARGIN)} tokens or more is refused (HTTP 400 'Input length "
+        f"... exceeds the maximum allowed length'), and an output is cut at about {tokens} tokens in all"
+    )
+
+
+def verdict(
+    inp: EstimateInput, tokens: int, kv_gib: float, no_room: str, refuses: str = "", starts_short: bool = False
+) -> tuple[list, list]:
+    """(reasons, notes) for a pool of ``tokens`` tokens (``kv_gib`` GiB). ``starts_short``: the
+    engine starts with a pool shorter than one sequence (SGLang) rather than refusing to."""
     reasons, notes = [], []
-    if kv_gib <= 0:
+    if kv_gib <= 0 or tokens <= SHORT_POOL_MARGIN:
         reasons.append(no_room)
+    elif tokens < inp.context_length and starts_short:
+        notes.append(short_pool_note(tokens, inp.context_length))
+        return reasons, notes
     elif tokens < inp.context_length:
         reasons.append(
             f"one sequence of {inp.context_length} tokens does not fit: the KV pool holds {tokens} tokens{refuses}"

@@ -12,9 +12,12 @@ from __future__ import annotations
 import math
 
 from xinf_planner.core import engines
+from xinf_planner.core.memory.activation import logits_bytes, prefill_bytes
 from xinf_planner.core.memory.constants import constants
-from xinf_planner.core.memory.pool import loaded_weights_gib, per_token_bytes, verdict
+from xinf_planner.core.memory.pool import per_token_bytes, verdict
+from xinf_planner.core.memory.tensors import model_tensors, shard_fraction, stage_tensors
 from xinf_planner.core.memory.types import GIB, Estimate, EstimateInput, gib
+from xinf_planner.core.memory.weights import tensor_bytes
 
 
 def cfg() -> dict:
@@ -30,8 +33,42 @@ def fraction(inp: EstimateInput) -> float:
 
 
 def context_gib(inp: EstimateInput) -> float:
+    """What is taken before the weights load: the CUDA context and, at TP > 1, the communicators."""
     c = cfg()
-    return c["cuda_context_gib"] + (c["nccl_init_gib"] if inp.tp * inp.pp > 1 else 0.0)
+    ranks = inp.tp * inp.pp
+    if ranks <= 1:
+        return c["cuda_context_gib"]
+    dist = c["dist_init_gib"]["tp_8_or_more" if ranks >= 8 else "tp_2_to_4"]
+    return c["cuda_context_gib"] + dist
+
+
+FUSED = {
+    "attn_q": "attn_qkv",
+    "attn_k": "attn_qkv",
+    "attn_v": "attn_qkv",
+    "ffn_gate": "ffn_gate_up",
+    "ffn_up": "ffn_gate_up",
+}
+
+
+def resident_weights_gib(inp: EstimateInput) -> float:
+    """The weights of the busiest rank as the caching allocator holds them (fused parameters of
+    10 MiB or more rounded up to 2 MiB each), plus the fp32 RoPE cache."""
+    c = cfg()
+    fmt, quant = inp.weight_scheme
+    table = dict(zip(model_tensors(inp.model), tensor_bytes(inp.model, fmt, quant, inp.dtype)))
+    step, large = c["allocator_round_bytes"], c["allocator_min_large_bytes"]
+    busiest = 0.0
+    for stage in range(inp.pp):
+        params: dict = {}
+        for t in stage_tensors(inp.model, inp.pp, stage):
+            key = (t.layer, FUSED.get(t.name, t.name))
+            params[key] = params.get(key, 0.0) + table[t] * shard_fraction(t, inp.model, inp.tp)
+        held = sum(math.ceil(b / step) * step if b >= large else b for b in params.values())
+        busiest = max(busiest, held)
+    m = inp.model
+    rope = m.max_position_embeddings * (m.qk_rope_head_dim or m.head_dim) * c["rope_cache_bytes_per_elem"]
+    return gib(busiest + rope)
 
 
 def free_before_gib(inp: EstimateInput) -> float:
@@ -41,7 +78,7 @@ def free_before_gib(inp: EstimateInput) -> float:
 def estimate(inp: EstimateInput) -> Estimate:
     frac = fraction(inp)
     before = free_before_gib(inp)
-    weights = loaded_weights_gib(inp)
+    weights = resident_weights_gib(inp)
     kv_gib = frac * before - weights
     tokens = max(0, math.floor(kv_gib * GIB / per_token_bytes(inp)))
     headroom = (1 - frac) * before
@@ -51,16 +88,23 @@ def estimate(inp: EstimateInput) -> Estimate:
         kv_gib,
         f"no room for the KV cache: mem_fraction_static {frac:.2f} x {before:.2f} GiB free "
         f"= {frac * before:.2f} GiB does not cover the {weights:.2f} GiB of weights",
+        starts_short=True,
     )
     ctx = context_gib(inp)
+    # What SGLang allocates in the slack it leaves: one chunked-prefill step's activations (the
+    # 2048/8192-token chunk, engines.yaml) and the logits of a full batch; the rest stays free.
+    chunk = engines.step_tokens("sglang", inp.gpu_total_gib) or 2048
+    seqs = inp.max_num_seqs or engines.max_batch("sglang") or 256
+    activation = min(headroom, gib(max(prefill_bytes(inp.model, chunk, inp.tp), logits_bytes(inp.model, seqs))))
     per_gpu = {
         "weights": weights,
         "kv_cache": max(0.0, kv_gib),
-        "activation": headroom,
+        "activation": activation,
         "overhead": ctx,
-        "total": ctx + weights + max(0.0, kv_gib) + headroom,
+        "total": ctx + weights + max(0.0, kv_gib) + activation,
         "mem_fraction_static": frac,
         "free_before_load": before,
+        "left_for_activations": headroom,
     }
     return Estimate(
         per_gpu_gib=per_gpu,
@@ -77,6 +121,6 @@ def min_fraction(inp: EstimateInput, tokens_needed: int) -> float | None:
     before = free_before_gib(inp)
     if before <= 0:
         return None
-    need = loaded_weights_gib(inp) + gib(tokens_needed * per_token_bytes(inp))
+    need = resident_weights_gib(inp) + gib(tokens_needed * per_token_bytes(inp))
     frac = math.ceil(need / before * 100 - 1e-9) / 100
     return frac if frac <= 0.95 else None

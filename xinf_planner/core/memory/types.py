@@ -39,6 +39,17 @@ class EstimateInput:
     engine_version: str | None = None  # e.g. "0.19.0"; None: a current release
     flash_attn: bool | None = None  # llama.cpp; None: on (llama.cpp's "auto" on CUDA/Metal)
     gpu_tflops: float | None = None  # dense 16-bit tensor TFLOPS, for the decode compute roofline
+    cpu_bandwidth_measured: bool = False  # cpu_bandwidth_gbps was measured on the host (not a datasheet)
+    cpu_threads: int | None = None  # threads a CPU replica runs (the CPU's compute limit; None: not limited)
+    runtime_quantization: str | None = None  # vLLM's own quantisation at load ("fp8": W8A8 from a bf16 checkpoint)
+
+    @property
+    def weight_scheme(self) -> tuple[str, str]:
+        """(format, quantization) of the weights as loaded: a bf16 checkpoint quantised to FP8 by
+        vLLM at load holds its linear weights like an FP8 checkpoint."""
+        if self.runtime_quantization == "fp8" and self.model_format == "pytorch":
+            return "fp8", "fp8"
+        return self.model_format, self.quantization
 
 
 @dataclass
@@ -51,9 +62,11 @@ class Estimate:
     decode_tokens_per_s: dict[str, float | None] = field(default_factory=dict)
     host_gib: float = 0.0  # system RAM the engine needs (llama.cpp offload / CPU)
     notes: list[str] = field(default_factory=list)
+    input: EstimateInput | None = field(default=None, repr=False, compare=False)  # what it was made from
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d.pop("input", None)
         d["per_gpu_gib"] = {k: round(v, 2) for k, v in self.per_gpu_gib.items()}
         d["max_concurrent_sequences"] = round(self.max_concurrent_sequences, 2)
         d["host_gib"] = round(self.host_gib, 2)

@@ -16,10 +16,17 @@ class Option:
     spec: Any  # catalog.Spec
     engine: str
     precision: str
+    runtime_quantization: str | None = None  # "fp8": vLLM quantises the 16-bit checkpoint at load
+    kv_cache_dtype: str = "auto"  # "fp8": the engine's FP8 KV cache (twice the tokens per GiB)
 
     @property
     def label(self) -> str:
-        return f"{self.arch.ref} {self.spec.model_format}/{self.spec.quantization} on {self.engine}"
+        text = f"{self.arch.ref} {self.spec.model_format}/{self.spec.quantization}"
+        if self.runtime_quantization:
+            text += f" as {self.runtime_quantization} at load"
+        if self.kv_cache_dtype != "auto":
+            text += f" with {self.kv_cache_dtype} KV"
+        return f"{text} on {self.engine}"
 
     @property
     def key(self) -> tuple:
@@ -32,7 +39,20 @@ class Option:
             self.spec.model_format,
             self.spec.quantization,
             self.engine,
+            self.runtime_quantization,
+            self.kv_cache_dtype,
         )
+
+    @property
+    def launch_kwargs(self) -> dict:
+        """The engine kwargs the variant needs (Xinference passes vLLM's own --quantization as
+        ``model_quantization``, since ``quantization`` names the spec)."""
+        out = {}
+        if self.runtime_quantization:
+            out["model_quantization"] = self.runtime_quantization
+        if self.kv_cache_dtype == "fp8":
+            out["kv_cache_dtype"] = engines.fp8_kv_cache_dtype(self.engine)
+        return out
 
 
 def archs_of(mreq: ModelRequest) -> list:
@@ -85,7 +105,21 @@ def options(ctx, archs: list, local) -> list[Option]:
                 if reason:
                     ctx.reject(f"{name} on {engine}", reason)
                     continue
-                out.append(Option(arch, spec, engine, precision))
+                out.extend(_variants(Option(arch, spec, engine, precision), req))
+    return out
+
+
+def _variants(opt: Option, req) -> list[Option]:
+    """The option, and the variants its engine offers: FP8 weights quantised at load from a
+    16-bit checkpoint (vLLM), an FP8 KV cache (vLLM, SGLang). Whether a GPU runs them is the
+    rules' (compute capability) and whether they pay off the serving model's."""
+    out = [opt]
+    f = engines.facts(opt.engine)
+    quant_ok = req.quantizations is None or any(q.lower() == "fp8" for q in req.quantizations)
+    if f.get("runtime_fp8") and opt.spec.model_format == "pytorch" and opt.precision == "16" and quant_ok:
+        out.append(replace(opt, precision="fp8", runtime_quantization="fp8"))
+    if f.get("fp8_kv_cache"):
+        out.extend([replace(o, kv_cache_dtype="fp8") for o in list(out)])
     return out
 
 

@@ -35,6 +35,9 @@ class Device:
     unified: bool = False
     wired_limit_gib: float | None = None
     host_ram_gib: float | None = None  # the least free RAM among the hosts with these GPUs
+    tflops: float | None = None  # dense 16-bit tensor TFLOPS (GPU table)
+    tflops_fp8: float | None = None
+    p2p: bool = True  # peer-to-peer between these GPUs over PCIe
 
 
 CPU = Device(None, "CPU", None, None, None, None)
@@ -43,13 +46,23 @@ CPU = Device(None, "CPU", None, None, None, None)
 def device_of(host: Host, gpu: GPU) -> Device:
     from xinf_planner.core.catalog import lookup_gpu
 
+    info = lookup_gpu(gpu.name)
     bandwidth = gpu.memory_bandwidth_gbps
     if bandwidth is None:
-        info = lookup_gpu(gpu.name)
         bandwidth = info.bandwidth_gbps if info else None
     wired = host.gpu_wired_limit_bytes / GIB if host.gpu_wired_limit_bytes else None
     return Device(
-        gpu_kind(gpu), gpu.name, gpu.vendor, gpu.cc, gpu.memory_total_gib, bandwidth, gpu.unified_memory, wired
+        gpu_kind(gpu),
+        gpu.name,
+        gpu.vendor,
+        gpu.cc,
+        gpu.memory_total_gib,
+        bandwidth,
+        gpu.unified_memory,
+        wired,
+        tflops=info.tflops if info else None,
+        tflops_fp8=info.tflops_fp8 if info else None,
+        p2p=info.p2p if info else True,
     )
 
 

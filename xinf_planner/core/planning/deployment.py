@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from xinf_planner.core import engines, rules
-from xinf_planner.core.planning import explain, sharding
+from xinf_planner.core.planning import sharding
 from xinf_planner.core.planning.placement import LINK_WORDS, gpu_kind, placement_kwargs
-from xinf_planner.core.planning.scoring import OBJECTIVES, TOO_SLOW_TOKENS_PER_S
+from xinf_planner.core.planning.scoring import OBJECTIVES
 from xinf_planner.core.sizes import size_value
 
 ARCH_FACTS = ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size", "params")
@@ -54,6 +54,7 @@ def deployment(ctx, mreq, lay, context: int, uid_taken: set) -> dict:
     else:
         launch.update(placement_kwargs(replicas))
     launch["context_length"] = context
+    launch.update(opt.launch_kwargs)
     launch.update(lay.launch_extra)
     if "reasoning" in (arch.abilities or ()):
         launch["reasoning_content"] = True
@@ -70,7 +71,7 @@ def deployment(ctx, mreq, lay, context: int, uid_taken: set) -> dict:
             if lay.shard_hosts
             else [{"host": h.name, "gpus": list(gpus)} for h, gpus in replicas]
         ),
-        "estimate": estimate_block(lay),
+        "estimate": estimate_block(lay, mreq),
         "reasons": reasons(ctx, mreq, lay, context),
     }
     if lay.shard_hosts:
@@ -91,18 +92,26 @@ def _unique_uid(family: str, size: str | None, taken: set) -> str:
     return uid
 
 
-def estimate_block(lay) -> dict:
+def estimate_block(lay, mreq) -> dict:
+    """The memory estimate of one replica, its decode speed alone and at its full-context batch,
+    and the serving figures of the deployment at the request's workload."""
     est = lay.estimate
     per_gpu = {k: round(float(v), 3) for k, v in est.per_gpu_gib.items()}
+    speed = est.decode_tokens_per_s
+    replicas = max(1, len(lay.replicas))
     out: dict[str, Any] = {
         "per_gpu_gib": per_gpu,
         "kv_cache_tokens": int(est.kv_cache_tokens),
         "max_concurrent_sequences": round(float(est.max_concurrent_sequences), 2),
-        "decode_tokens_per_s": {"per_sequence": round(lay.per_seq_tps, 2), "aggregate": round(lay.total_tps, 2)},
+        "decode_tokens_per_s": {
+            "per_sequence": round(float(speed.get("per_sequence") or 0.0), 2),
+            "aggregate": round(float(speed.get("aggregate") or 0.0) * replicas, 2),
+        },
         "served_sequences": lay.served,
     }
     if lay.device.kind is None or getattr(est, "host_gib", 0):
         out["host_gib"] = round(float(est.host_gib), 3)
+    out["serving"] = lay.serving.figures(mreq.input_tokens, mreq.output_tokens, mreq.concurrency, mreq.targets)
     return out
 
 
@@ -218,15 +227,21 @@ def _serving_reasons(ctx, mreq, lay, context: int) -> list[str]:
         if local is not None and local.context_length
         else lay.option.arch.context_length or lay.option.arch.max_position_embeddings
     )
-    out = [
-        f"Context: context_length {context} set explicitly (the model default would be {default}).",
-        f"Serves {lay.served} sequence(s) of {context} tokens at once; about "
-        f"{lay.per_seq_tps:.1f} decode tokens/s per sequence, {lay.total_tps:.0f} in total.",
+    p = lay.point
+    gpus = lay.gpus_used
+    per_gpu = f", {p.output_tokens_per_s / gpus:.0f} per GPU" if gpus else ""
+    held = (
+        f"the KV cache holds {lay.served} sequence(s) of that length at once"
+        if lay.served >= mreq.concurrency
+        else f"the KV cache holds {lay.served} sequence(s) of that length at once, fewer than the "
+        f"{mreq.concurrency} users: the typical {mreq.input_tokens + mreq.output_tokens}-token requests all fit, "
+        "but when several run to the full length at once the engine makes some wait"
+    )
+    return [
+        f"Context: context_length {context} set explicitly (the model default would be {default}); {held}.",
+        f"Serving: {mreq.concurrency} user(s) of {mreq.input_tokens} prompt + {mreq.output_tokens} output tokens "
+        f"get a first token in {p.ttft_s:.2f} s and {p.tokens_per_s_per_user:.1f} tokens/s each "
+        f"(TPOT {p.tpot_s * 1000:.0f} ms); {p.output_tokens_per_s:.0f} output tokens/s in all{per_gpu}.",
+        f"Targets: TTFT {mreq.max_ttft_ms / 1000:g} s and TPOT {mreq.max_tpot_ms:g} ms met; up to "
+        f"{lay.within(mreq)} user(s) at once stay within them.",
     ]
-    if lay.per_seq_tps < TOO_SLOW_TOKENS_PER_S:
-        smallest = explain.faster_advice(mreq)
-        out.append(
-            f"Slow: {lay.per_seq_tps:.1f} tokens/s per sequence is too slow for interactive use."
-            + (f" {smallest}" if smallest else "")
-        )
-    return out

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from xinf_planner.core import engines
+from xinf_planner.core.memory.pool import short_pool_note
 
 
 class EstimateCache:
@@ -87,6 +88,8 @@ def estimate(
             context_length=context,
             concurrency=seqs,
             dtype=dtype,
+            kv_cache_dtype=opt.kv_cache_dtype,
+            runtime_quantization=opt.runtime_quantization,
         )
         if device is not None:
             # tp: the GPUs of one replica (vLLM/SGLang shard; llama.cpp/Transformers split layers)
@@ -98,12 +101,16 @@ def estimate(
                 unified_memory=device.unified,
                 gpu_wired_limit_gib=device.wired_limit_gib,
                 host_memory_gib=device.host_ram_gib,
+                gpu_tflops=device.tflops,
             )
         if host is not None:
             kwargs["host_memory_gib"] = ram
-            bw = host.memory_bandwidth_gbps
+            measured = host.memory_bandwidth_measured_gbps
+            bw = measured or host.memory_bandwidth_gbps
             if bw:
                 kwargs["cpu_bandwidth_gbps"] = bw / cpu_share
+                kwargs["cpu_bandwidth_measured"] = bool(measured)
+            kwargs["cpu_threads"] = max(1, host.cpu_cores // max(1, cpu_share))
         kwargs.update(extra)
         return memory_estimate(estimate_input(EstimateInput, kwargs))
 
@@ -111,7 +118,7 @@ def estimate(
 
 
 def _host_key(host) -> tuple:
-    return (host.os, host.arch, host.cpu_cores, host.memory_bandwidth_gbps)
+    return (host.os, host.arch, host.cpu_cores, host.memory_bandwidth_gbps, host.memory_bandwidth_measured_gbps)
 
 
 def engine_extra(opt, device, free_gib: float, context: int, seqs: int) -> dict | None:
@@ -165,6 +172,8 @@ def fit_probe(ctx, opt, device, width: int, free_gib: float, context: int, dtype
     est = estimate(ctx, opt, device, width, free_gib, context, 1, dtype, extra)
     if not est.fits:
         return None, " ".join(est.reasons) or "it does not fit."
+    if est.kv_cache_tokens < context:  # SGLang starts, but would refuse the longest requests asked for
+        return None, f"{short_pool_note(est.kv_cache_tokens, context)}; a plan serves the whole context."
     if est.per_gpu_gib["total"] > free_gib + 1e-6 and engines.reservation(opt.engine) is None:
         return None, (f"it needs {est.per_gpu_gib['total']:.1f} GiB per GPU; {free_gib:.1f} GiB is free.")
     return est, None

@@ -11,7 +11,7 @@ from xinf_planner.core.inventory import Host
 from xinf_planner.core.planning import estimates, sharding
 from xinf_planner.core.planning.candidates import Option
 from xinf_planner.core.planning.placement import Group, pick_groups
-from xinf_planner.core.planning.sizing import Layout, finish
+from xinf_planner.core.planning.sizing import Layout, attach, finish
 from xinf_planner.core.request import ModelRequest
 
 MAX_SHARD_HOSTS = 16  # the most hosts one sharded replica spans (PP stages / TP across hosts)
@@ -26,10 +26,8 @@ def layouts(ctx, opt: Option, mreq: ModelRequest, quota: int, context: int) -> l
         for width in widths:
             if width > max(len(idx) for _, idx in hosts):
                 break
-            layout = gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width)
-            if layout is not None:
-                out.append(layout)
-    if sharding.shards(engine) and not mreq.model_path and not any(lay.served >= mreq.concurrency for lay in out):
+            out.extend(gpu_layouts(ctx, opt, mreq, quota, context, device, hosts, width))
+    if sharding.shards(engine) and not mreq.model_path and not any(lay.meets for lay in out):
         # too large for any one host (at this concurrency): one replica sharded over several
         for device, hosts in ctx.devices():
             layout = sharded_layout(ctx, opt, mreq, context, device, hosts)
@@ -42,7 +40,36 @@ def layouts(ctx, opt: Option, mreq: ModelRequest, quota: int, context: int) -> l
     return out
 
 
-def gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width) -> Layout | None:
+def gpu_layouts(ctx, opt, mreq, quota, context, device, hosts, width) -> list[Layout]:
+    """``opt`` on replicas of ``width`` GPUs of ``device``: with as many replicas as fit (within
+    the quota), and, when fewer meet the targets, also with the fewest that do (the objectives
+    choose between them); the replicas asked for when the request says."""
+    found = _gpu_groups(ctx, opt, mreq, quota, context, device, hosts, width)
+    if found is None:
+        return []
+    fitting, count, dtype = found
+
+    def layout(n: int) -> Layout:
+        picked = pick_groups(fitting, n, ctx.request.strategy)
+        host_of = {h.name: h for h in ctx.capacity.hosts}
+        return finish(ctx, opt, mreq, context, device, width, [(host_of[g.host], g) for g in picked], dtype)
+
+    most = layout(count)
+    if mreq.replicas is not None or count == 1 or not most.meets:
+        return [most]
+    lo, hi, fewest = 1, count, most  # the fewest replicas that meet the targets (monotone in n)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        trial = layout(mid)
+        if trial.meets:
+            hi, fewest = mid, trial
+        else:
+            lo = mid + 1
+    return [most] if fewest is most else [fewest, most]
+
+
+def _gpu_groups(ctx, opt, mreq, quota, context, device, hosts, width):
+    """(GPU groups that fit one sequence per host, the most replicas, dtype), or None (recorded)."""
     engine = opt.engine
     tp = engines.tensor_parallel(engine)
     name = f"{opt.label} {'TP' if tp else 'on '}{width}{'' if tp else ' GPU(s)'} × {device.label}"
@@ -54,7 +81,9 @@ def gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width) -> Layout |
     if width > quota and len(ctx.request.models) > 1:
         ctx.reject(name, f"{width} GPUs per replica is more than this model's share of {quota} GPU(s).")
         return None
-    reason = rules.cc_reason(engine, opt.spec.model_format, opt.precision, device.cc, device.label)
+    reason = rules.cc_reason(engine, opt.spec.model_format, opt.precision, device.cc, device.label) or (
+        rules.kv_cache_reason(engine, opt.kv_cache_dtype, device.cc, device.label)
+    )
     if reason:
         ctx.reject(name, reason)
         return None
@@ -106,10 +135,7 @@ def gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width) -> Layout |
             )
             return None
         count = min(count, len(fitting[0]))
-    picked = pick_groups(fitting, count, ctx.request.strategy)
-    host_of = {h.name: h for h in ctx.capacity.hosts}
-    chosen = [(host_of[g.host], g) for g in picked]
-    return finish(ctx, opt, mreq, context, device, width, chosen, dtype)
+    return fitting, count, dtype
 
 
 def sharded_layout(ctx, opt, mreq, context, device, hosts) -> Layout | None:
@@ -126,7 +152,9 @@ def sharded_layout(ctx, opt, mreq, context, device, hosts) -> Layout | None:
             f"were asked for.",
         )
         return None
-    if rules.cc_reason(engine, opt.spec.model_format, opt.precision, device.cc, device.label):
+    if rules.cc_reason(engine, opt.spec.model_format, opt.precision, device.cc, device.label) or (
+        rules.kv_cache_reason(engine, opt.kv_cache_dtype, device.cc, device.label)
+    ):
         return None  # refused (with its reason) on one host already
     eligible = [
         (h, idx) for h, idx in hosts if h.worker_address and not rules.platform_reason(engine, h, device.vendor)
@@ -167,10 +195,12 @@ def sharded_layout(ctx, opt, mreq, context, device, hosts) -> Layout | None:
                     tp=par.tp,
                     pp=par.pp,
                     reasons=[par.reason, *lay.reasons],
+                    _within={},
                 )
-                if lay.served >= mreq.concurrency:
+                lay = attach(ctx, mreq, lay)
+                if lay.meets:
                     return lay
-                if best is None or lay.served > best.served:
+                if best is None or lay.point.tpot_s < best.point.tpot_s:
                     best = lay
                 break
     if best is None:

@@ -1,6 +1,15 @@
-"""Step 3 of a plan: how layouts are ranked for each objective. The rule of each objective is
-stated in ``OBJECTIVES`` and copied into every plan's reasons; ties break explicitly (engine
-order, width, link, label) so that the same input always gives the same plan."""
+"""Step 3 of a plan: how the layouts that meet the request are ranked for each objective. Only
+layouts whose serving figures meet both targets (TTFT, TPOT) at the requested users are ranked;
+the rule of each objective is stated in ``OBJECTIVES`` and copied into every plan's reasons.
+Ties break explicitly (engine order, width, link, label), so the same input gives the same plan.
+
+Why ``balanced`` is what it is (docs/planning.md): a deployment's value is the model's quality
+at the users it must serve; GPUs beyond what the targets need buy headroom nobody asked for
+and are taken from other models. So it chooses the option (size, quantisation, engine) by its
+quality points, discounted by up to 10% when even its smallest layout that meets the targets has
+no room for more users than asked (a 4-bit model with room for bursts beats a 5-bit one that
+serves exactly the request), and then takes that option's fewest GPUs that meet the targets.
+"""
 
 from __future__ import annotations
 
@@ -8,55 +17,111 @@ import math
 
 from xinf_planner.core import engines, rules
 
-USABLE_TOKENS_PER_S = 20.0  # per sequence: reading speed with room to spare
-TOO_SLOW_TOKENS_PER_S = 10.0  # per sequence: R1 thinks for thousands of tokens; below this, advise a smaller model
-
 OBJECTIVES = {
-    "quality": "the largest model, then the highest precision, that serves the concurrency at 10 "
-    "tokens/s per sequence or more (when any option does); then the most GPUs put to use, "
-    "then total tokens/s",
-    "throughput": "the most total decode tokens/s (all replicas), then the most sequences served",
-    "latency": "the fastest decode per sequence, then the largest model and precision",
-    "balanced": "quality points × speed factor, where quality points = log2(1 + size in B) × the "
-    "share of quality the precision keeps (1.0 bf16 … 0.9 4-bit … 0.5 2-bit) and speed "
-    "factor = min(1, tokens/s per sequence / 20); "
-    "then the most GPUs put to use, then total tokens/s",
+    "quality": "the largest model, then the highest precision, that meets the targets at the requested "
+    "users; then the most users within the targets (headroom), then the fewest GPUs",
+    "throughput": "the most output tokens/s the deployment sustains within the targets (its capacity: "
+    "the output rate at the most users that still meet both), then quality",
+    "latency": "the lowest time per output token at the requested users, then the lowest time to first "
+    "token, then quality",
+    "efficiency": "the fewest GPUs that meet the workload and the targets (the rest stay free), then "
+    "quality, then headroom",
+    "balanced": "the option (size, quantisation, engine) with the most quality points × headroom, then its "
+    "fewest GPUs that meet the targets (never more GPUs than the targets need); quality points = log2(1 + "
+    "size in B) × the share of quality the precision keeps (1.0 bf16, 0.99 fp8 … 0.9 4-bit … 0.5 2-bit) × "
+    "the KV cache's (0.99 for fp8); headroom = 0.9 + 0.1 × min(1, (users its fewest-GPU layout serves "
+    "within the targets − users asked) ÷ users asked): 1 with room for twice the users, 0.9 with none",
 }
 
+HEADROOM_DISCOUNT = 0.1  # what no room for a burst costs in 'balanced' (the 4-bit vs 5/8-bit gap)
 
-def balanced_score(size_b: float, precision: str, per_seq_tps: float) -> float:
-    quality = math.log2(1 + size_b) * rules.precision_quality(precision)
-    return quality * min(1.0, per_seq_tps / USABLE_TOKENS_PER_S)
+
+def quality_points(lay) -> float:
+    opt = lay.option
+    return (
+        math.log2(1 + opt.arch.size_b)
+        * rules.precision_quality(opt.precision)
+        * rules.kv_cache_quality(opt.kv_cache_dtype)
+    )
+
+
+def headroom_factor(users_within: int, users_asked: int) -> float:
+    """1.0 when the targets hold for twice the users asked, falling linearly to 0.9 when they hold
+    for exactly the users asked."""
+    asked = max(1, users_asked)
+    spare = min(1.0, max(0, users_within - asked) / asked)
+    return 1.0 - HEADROOM_DISCOUNT + HEADROOM_DISCOUNT * spare
+
+
+def balanced_score(size_b: float, precision: str, users_within: int, users_asked: int, kv: str = "auto") -> float:
+    """The option score of 'balanced': quality points × headroom."""
+    points = math.log2(1 + size_b) * rules.precision_quality(precision) * rules.kv_cache_quality(kv)
+    return points * headroom_factor(users_within, users_asked)
+
+
+def rank(layouts: list, mreq, objective: str) -> list:
+    """The layouts that meet the request, best first, for ``objective``."""
+    if objective != "balanced":
+        return sorted(layouts, key=lambda lay: score(lay, mreq, objective), reverse=True)
+    smallest: dict = {}  # option key -> its fewest-GPU layout that meets the targets
+    for lay in layouts:
+        key = lay.option.key
+        best = smallest.get(key)
+        if best is None or (lay.gpus_used, -lay.within(mreq)) < (best.gpus_used, -best.within(mreq)):
+            smallest[key] = lay
+    option_score = {
+        key: balanced_score(
+            lay.option.arch.size_b, lay.option.precision, lay.within(mreq), mreq.concurrency, lay.option.kv_cache_dtype
+        )
+        for key, lay in smallest.items()
+    }
+
+    def key(lay) -> tuple:
+        opt = lay.option
+        tie = (-engines.order(opt.engine), -lay.width, -lay.worst_link, lay.label)
+        head = (round(option_score[opt.key], 6), -lay.gpus_used, lay.within(mreq), -round(lay.point.tpot_s, 6))
+        return head + tie
+
+    return sorted(layouts, key=key, reverse=True)
 
 
 def score(lay, mreq, objective: str) -> tuple:
-    """The sort key of a layout for ``objective`` (higher is better)."""
+    """The sort key of a layout that meets the request, for the objectives other than 'balanced'
+    (higher is better)."""
     opt = lay.option
     rank = rules.precision_rank(opt.precision)
-    many = mreq.concurrency >= engines.paged_kv_concurrency()
-    # 'balanced' plans a server: continuous batching serves the next user at the same quality,
-    # so paged engines lead whenever they fit; the other objectives ask for it by concurrency.
-    paged = engines.has_paged_kv(opt.engine) and (many or objective == "balanced")
+    kv = rules.kv_cache_quality(opt.kv_cache_dtype)
     size = opt.arch.size_b
+    gpus = lay.gpus_used
+    tpot = lay.point.tpot_s
     tie = (-engines.order(opt.engine), -lay.width, -lay.worst_link, lay.label)
-    used = lay.gpus_used
     if objective == "quality":
-        usable = lay.per_seq_tps >= TOO_SLOW_TOKENS_PER_S
-        head = (usable, size, rank, paged, used, round(lay.total_tps, 3))
+        head = (size, rank, kv, lay.within(mreq), -gpus, -round(tpot, 6))
     elif objective == "throughput":
-        head = (paged, round(lay.total_tps, 3), lay.served, size, rank)
+        head = (round(lay.capacity_tps(mreq), 1), round(quality_points(lay), 6), -gpus)
     elif objective == "latency":
-        head = (paged, round(lay.per_seq_tps, 3), size, rank)
+        head = (-round(tpot, 6), -round(lay.point.ttft_s, 4), round(quality_points(lay), 6))
+    elif objective == "efficiency":
+        head = (-gpus, round(quality_points(lay), 6), lay.within(mreq), -round(tpot, 6))
     else:
-        head = (paged, round(balanced_score(size, opt.precision, lay.per_seq_tps), 6), used, round(lay.total_tps, 3))
+        raise ValueError(f"unknown objective {objective!r}")
     return head + tie
 
 
-def why_not(best, lay, objective: str) -> str:
+def figures_text(lay) -> str:
+    """A layout's serving figures in one phrase (for why-not lines and explanations)."""
+    p = lay.point
+    if not math.isfinite(p.tpot_s):
+        return "no room for one request of the workload"
+    return f"TTFT {p.ttft_s:.2f} s, TPOT {p.tpot_s * 1000:.0f} ms, {p.output_tokens_per_s:.0f} output tokens/s " + (
+        f"on {lay.gpus_used} GPU(s)" if lay.gpus_used else "on the CPU"
+    )
+
+
+def why_not(best, lay, objective: str, mreq) -> str:
     """Why ``lay`` lost to ``best``, in the figures the objective ranks by."""
     return (
         f"scored lower for '{objective}' (the objective's rule is in the deployment's reasons): "
-        f"{lay.per_seq_tps:.1f} tokens/s "
-        f"per sequence, {lay.total_tps:.0f} in total, {lay.served} sequence(s) at once, against "
-        f"{best.per_seq_tps:.1f}, {best.total_tps:.0f} and {best.served} for the choice."
+        f"{figures_text(lay)}, up to {lay.within(mreq)} users within the targets, against "
+        f"{figures_text(best)} and {best.within(mreq)} for the choice."
     )

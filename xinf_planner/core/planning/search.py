@@ -74,24 +74,21 @@ def choose(ctx: Context, mreq: ModelRequest, quota: int) -> tuple[Layout, int]:
     for opt in candidates.options(ctx, archs, local):
         found.extend(layouts(ctx, opt, mreq, quota, context))
     found = _drop_last_resorts(ctx, found)
-    meeting = [lay for lay in found if lay.served >= mreq.concurrency]
+    meeting = [lay for lay in found if lay.meets]
     if not meeting:
         if ctx.quiet:
             raise NothingFits(f"nothing fits {mreq.ref}")
         raise NothingFits(explain.nothing_fits(ctx, mreq, archs, found, context, largest_that_fits(ctx, mreq, context)))
     objective = ctx.request.objective
-    ranked = sorted(meeting, key=lambda lay: scoring.score(lay, mreq, objective), reverse=True)
+    ranked = scoring.rank(meeting, mreq, objective)
     best = ranked[0]
     if mreq.size is None and local is None:
-        best.reasons.append(explain.larger_sizes(best, ranked, archs))
+        best.reasons.append(explain.larger_sizes(best, ranked, archs, found, mreq))
     for lay in ranked[1 : 1 + REJECTED_ALTERNATIVES]:
-        ctx.reject(lay.label, scoring.why_not(best, lay, objective))
+        ctx.reject(lay.label, scoring.why_not(best, lay, objective, mreq))
     for lay in found:
-        if lay.served < mreq.concurrency:
-            ctx.reject(
-                lay.label,
-                f"it serves {lay.served} sequence(s) of {context} tokens at once; {mreq.concurrency} were asked for.",
-            )
+        if not lay.meets:
+            ctx.reject(lay.label, explain.missed_targets(lay, mreq))
     commit(ctx, best)
     return best, context
 
@@ -115,11 +112,10 @@ def largest_that_fits(ctx: Context, mreq: ModelRequest, context: int) -> str:
         except NothingFits:
             continue
         return (
-            f"The largest model of the family that fits is {lay.option.label} "
-            f"({lay.served} sequence(s) of {context} tokens at once, "
-            f"{lay.per_seq_tps:.1f} tokens/s per sequence)."
+            f"The largest model of the family that meets the targets for one user is {lay.option.label} "
+            f"({scoring.figures_text(lay)}; up to {lay.within(small)} users within the targets)."
         )
-    return f"No size of {mreq.family} fits at {context} tokens on this inventory."
+    return f"No size of {mreq.family} meets the targets for one user at {context} tokens on this inventory."
 
 
 def _drop_last_resorts(ctx: Context, found: list[Layout]) -> list[Layout]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from xinf_planner.core import engines
 from xinf_planner.core.inventory import Host
-from xinf_planner.core.planning import estimates
+from xinf_planner.core.planning import estimates, workload
 from xinf_planner.core.planning.candidates import Option
 from xinf_planner.core.planning.context import CPU, Device
 from xinf_planner.core.planning.placement import Group, reservation_fraction
@@ -38,6 +38,22 @@ class Layout:
     shard_hosts: tuple = ()  # one replica sharded over these hosts (n_worker); () otherwise
     tp: int = 0  # a sharded replica's TP and PP (sharding.Parallel)
     pp: int = 1
+    serving: Any = None  # serving.figures.Serving of its replicas (workload.attach)
+    point: Any = None  # serving.load.Point at the request's workload
+    meets: bool = False  # the point meets the request's targets
+    _within: dict = field(default_factory=dict, repr=False)
+
+    def within(self, mreq) -> int:
+        """The most users this layout serves within the request's targets (computed once)."""
+        key = (mreq.input_tokens, mreq.output_tokens, mreq.targets)
+        if key not in self._within:
+            self._within[key] = self.serving.max_concurrency(mreq.input_tokens, mreq.output_tokens, mreq.targets)
+        return self._within[key]
+
+    def capacity_tps(self, mreq) -> float:
+        """Output tokens/s at the most users within the targets (the deployment's capacity)."""
+        n = self.within(mreq)
+        return self.serving.at(mreq.input_tokens, mreq.output_tokens, n).output_tokens_per_s if n else 0.0
 
     @property
     def label(self) -> str:
@@ -76,9 +92,16 @@ def finish(ctx, opt, mreq, context, device, width, chosen, dtype, cpu_counts=Non
         if dtype:
             launch_extra["dtype"] = dtype
     served = per_replica * n
-    per_seq = float(est.decode_tokens_per_s.get("per_sequence") or 0.0)
-    total = float(est.decode_tokens_per_s.get("aggregate") or 0.0) * n
-    return Layout(opt, device or CPU, width, chosen, est, launch_extra, per_replica, served, per_seq, total, reasons)
+    lay = Layout(opt, device or CPU, width, chosen, est, launch_extra, per_replica, served, 0.0, 0.0, reasons)
+    return attach(ctx, mreq, lay)
+
+
+def attach(ctx, mreq, lay: Layout) -> Layout:
+    """The layout's serving figures at the request's workload (after any change of its replicas)."""
+    workload.attach(ctx, mreq, lay)
+    lay.per_seq_tps = lay.point.tokens_per_s_per_user
+    lay.total_tps = lay.point.output_tokens_per_s
+    return lay
 
 
 def _size_cpu(ctx, opt, mreq, context, chosen, cpu_counts):

@@ -23,8 +23,14 @@ def probe_local(
     run=run_command,
     proc: str = "/proc",
     sysfs: str = "/sys",
+    bandwidth: float | None = None,
+    measure_bandwidth=None,
 ) -> Inventory:
-    """Probe this host. The keyword arguments replace the live sources (tests, recorded machines)."""
+    """Probe this host. The keyword arguments replace the live sources (tests, recorded machines).
+
+    ``bandwidth``: the host's memory bandwidth stated by hand (GB/s); else ``measure_bandwidth``
+    (a callable returning a ``BandwidthResult``, e.g. ``bandwidth.measure_memory_bandwidth``)
+    measures it; neither: none is recorded."""
     system = (system or platform.system()).lower()
     machine = (machine or platform.machine()).lower()
     notes: list[str] = []
@@ -58,4 +64,20 @@ def probe_local(
     )
     if host.memory_total_bytes == 1:
         notes.append("memory_total_bytes unknown: recorded as 1 byte")
+    if bandwidth is not None:
+        host.memory_bandwidth_measured_gbps = float(bandwidth)
+        notes.append(f"memory bandwidth {bandwidth:g} GB/s stated by hand (--memory-bandwidth)")
+    elif measure_bandwidth is not None:
+        result = measure_bandwidth()
+        best = max(result.gbps_all_threads or 0.0, result.gbps_1_thread or 0.0)  # more threads can idle
+        if best:
+            host.memory_bandwidth_measured_gbps = round(best, 1)
+            notes.append(
+                f"memory bandwidth measured: {result.gbps_all_threads or 0:.1f} GB/s read with {result.threads} "
+                f"thread(s), {result.gbps_1_thread or 0:.1f} with one ({result.method}, {result.seconds:.2f} s); "
+                f"{best:.1f} recorded"
+            )
+        else:
+            notes.append("memory bandwidth not measured: " + ("; ".join(result.notes) or "the probe failed"))
+        notes.extend(n for n in result.notes if best)
     return Inventory(hosts=[host])
