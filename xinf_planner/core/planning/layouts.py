@@ -96,6 +96,8 @@ def gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width) -> Layout |
     count = replica_count(ctx, mreq, available, max(1, quota // width), name)
     if count is None:
         return None
+    with_room = [groups[0].host for groups in fitting if groups]
+    one_host_why = None
     if mreq.model_path and not ctx.request.model_path_on_every_worker:
         fitting = [g for g in fitting if g][:1]  # local weights: one host
         if mreq.replicas and mreq.replicas > len(fitting[0]):
@@ -106,10 +108,39 @@ def gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width) -> Layout |
             )
             return None
         count = min(count, len(fitting[0]))
+        one_host_why = LOCAL_ONE_HOST
     picked = pick_groups(fitting, count, ctx.request.strategy)
     host_of = {h.name: h for h in ctx.capacity.hosts}
     chosen = [(host_of[g.host], g) for g in picked]
-    return finish(ctx, opt, mreq, context, device, width, chosen, dtype)
+    lay = finish(ctx, opt, mreq, context, device, width, chosen, dtype)
+    if one_host_why is None:
+        one_host_why = f"only it has free {device.label} GPUs that hold a replica"
+    note = spread_note(ctx, chosen, with_room if len(with_room) > 1 else [], one_host_why)
+    if note:
+        lay.reasons.append(note)
+    return lay
+
+
+# why every replica of local weights is on one host (without model_path_on_every_worker)
+LOCAL_ONE_HOST = (
+    "the local weights (--model-path) are registered on that one worker; pass --model-path-on-every-worker "
+    "when the path exists on every worker"
+)
+
+
+def spread_note(ctx, chosen, others_with_room: list[str], why: str) -> str | None:
+    """The one-line reason, when replicas were to spread over hosts and all sit on one: the
+    spread strategy (the default) not honoured, and why. None when it was honoured, when there
+    is one replica, or when the inventory has one host."""
+    hosts = {h.name for h, _ in chosen}
+    if len(chosen) < 2 or len(hosts) != 1 or len(ctx.inventory.hosts) < 2 or ctx.request.strategy != "spread":
+        return None
+    (host,) = hosts
+    also = [h for h in others_with_room if h != host]
+    room = f" ({', '.join(also)} had room too)" if also else ""
+    return (
+        f"Not as asked: strategy spread, but all {len(chosen)} replicas are on {host}{room}: {why}."
+    )
 
 
 def sharded_layout(ctx, opt, mreq, context, device, hosts) -> Layout | None:
@@ -202,11 +233,19 @@ def cpu_layout(ctx, opt: Option, mreq: ModelRequest, context: int) -> Layout | N
         return None
     # hosts without usable GPUs first: a CPU replica on a GPU host is the last choice
     hosts.sort(key=lambda h: (bool(ctx.capacity.free_gpu[h.name]), ctx.position[h.name]))
+    candidates = [h.name for h in hosts]
+    one_host_why = None
     if mreq.model_path and not ctx.request.model_path_on_every_worker:
         hosts = hosts[:1]  # local weights: one host
+        one_host_why = LOCAL_ONE_HOST
     cpu_only = [h for h in hosts if not h.gpus]
     # CPU replicas on several hosts are pinned by replica_config, which cannot keep a host
     # with GPUs off them (n_gpu "auto" takes one): hosts without GPUs, else one host.
+    if not cpu_only and len(hosts) > 1:
+        one_host_why = (
+            "CPU replicas on several hosts are pinned with replica_config, whose n_gpu 'auto' would take "
+            "a GPU on these GPU hosts, so they stay on one host"
+        )
     hosts = cpu_only or hosts[:1]
     want = mreq.replicas or max(1, len(cpu_only))  # by default one replica per CPU host
     placed: list[tuple[Host, None]] = []
@@ -247,7 +286,13 @@ def cpu_layout(ctx, opt: Option, mreq: ModelRequest, context: int) -> Layout | N
         ctx.reject(name, f"only {len(placed)} of the {want} replicas asked for fit in RAM.")
         return None
     placed.sort(key=lambda item: ctx.position[item[0].name])
-    return finish(ctx, opt, mreq, context, None, 0, placed, None, cpu_counts=counts)
+    lay = finish(ctx, opt, mreq, context, None, 0, placed, None, cpu_counts=counts)
+    if one_host_why is None:
+        one_host_why = "the other hosts' RAM holds no more replicas"
+    note = spread_note(ctx, placed, candidates if len(candidates) > 1 else [], one_host_why)
+    if note:
+        lay.reasons.append(note)
+    return lay
 
 
 def replica_count(ctx, mreq: ModelRequest, available: int, by_quota: int, name: str) -> int | None:
