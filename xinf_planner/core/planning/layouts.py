@@ -138,9 +138,7 @@ def spread_note(ctx, chosen, others_with_room: list[str], why: str) -> str | Non
     (host,) = hosts
     also = [h for h in others_with_room if h != host]
     room = f" ({', '.join(also)} had room too)" if also else ""
-    return (
-        f"Not as asked: strategy spread, but all {len(chosen)} replicas are on {host}{room}: {why}."
-    )
+    return f"Not as asked: strategy spread, but all {len(chosen)} replicas are on {host}{room}: {why}."
 
 
 def sharded_layout(ctx, opt, mreq, context, device, hosts) -> Layout | None:
