@@ -330,11 +330,14 @@ class _Page:
         )
         return f'<div class="legend">{items}</div>'
 
-    def _seg(self, part: str, gib: float, scale: float, label: str, deployment: str = "", replica=None) -> str:
+    def _seg(
+        self, part: str, gib: float, scale: float, label: str, deployment: str = "", replica=None, first=False
+    ) -> str:
         gib = max(0.0, gib)
         extra = f' data-deployment="{esc(deployment)}" data-replica="{replica}"' if deployment else ""
+        cls = f"seg seg-{part}" + (" seg-first" if first else "")
         return (
-            f'<div class="seg seg-{part}" data-part="{part}" data-gib="{num(gib, 3)}"{extra} '
+            f'<div class="{cls}" data-part="{part}" data-gib="{num(gib, 3)}"{extra} '
             f'style="width:{num(gib * scale, 3)}px" title="{esc(label)}: {num(gib, 2)} GiB"></div>'
         )
 
@@ -348,10 +351,10 @@ class _Page:
         for d, r in self.on_gpu.get((name, gpu["index"]), []):
             dep = self.dep(d)
             per = dep.estimate.get("per_gpu_gib") or {}
-            for key, words in PARTS:
+            for n, (key, words) in enumerate(PARTS):
                 value = float(per.get(key) or 0.0)
                 held += value
-                segs.append(self._seg(key, value, scale, f"{dep.name} rep {r} {words}", dep.name, r))
+                segs.append(self._seg(key, value, scale, f"{dep.name} rep {r} {words}", dep.name, r, n == 0))
             labels.append(f"{dep.name} rep {r}: {num(float(per.get('total') or 0.0))} GiB")
         if used_before > 0:
             segs.append(self._seg("used", used_before, scale, "in use before the plan"))
@@ -376,10 +379,10 @@ class _Page:
             whole = dep.host_gib
             parts = [(k, float(per.get(k) or 0.0), w) for k, w in RAM_PARTS]
             rest = max(0.0, whole - sum(v for _, v, _ in parts))
-            for key, value, words in parts + [("overhead", rest, "overhead")]:
+            for n, (key, value, words) in enumerate(parts + [("overhead", rest, "overhead")]):
                 part = {"host_weights": "weights", "host_kv_cache": "kv_cache"}.get(key, key)
                 held += value
-                segs.append(self._seg(part, value, scale, f"{dep.name} rep {r} {words}", dep.name, r))
+                segs.append(self._seg(part, value, scale, f"{dep.name} rep {r} {words}", dep.name, r, n == 0))
         free = max(0.0, total - held)
         segs.append(self._seg("free", free, scale, "available"))
         return (
