@@ -108,3 +108,45 @@ def test_mig_gpus_and_an_unused_flag_are_noted(run_cli, two_workers, tmp_path):
     )  # fmt: skip
     assert code == 0, err
     assert "note: model_path_on_every_worker is set but no model has a model_path: it has no effect." in out
+
+
+def test_a_filter_value_that_matches_nothing_is_noted(run_cli):
+    code, out, err = run_cli(
+        "plan", "--hardware", EXAMPLES / "hosts" / "6xt4.yaml", "--model", "deepseek-r1-distill-qwen:7",
+        "--quantization", "Q4_K_M", "--quantization", "Int9", "--format", "table",
+    )  # fmt: skip
+    assert code == 0, err
+    (note,) = [line for line in out.splitlines() if line.startswith("note: --quantization")]
+    assert (
+        note.startswith("note: --quantization Int9 matches no spec of deepseek-r1-distill-qwen:7") and "Q4_K_M" in note
+    )
+
+
+def _fake_32b(folder: Path) -> Path:
+    """A pytorch folder as local weights: a Qwen2 32B config.json and a safetensors header
+    (detect reads headers only)."""
+    import struct
+
+    config = {"architectures": ["Qwen2ForCausalLM"], "hidden_size": 5120, "num_attention_heads": 40,
+              "num_key_value_heads": 8, "num_hidden_layers": 64, "vocab_size": 152064,
+              "max_position_embeddings": 131072, "torch_dtype": "bfloat16"}  # fmt: skip
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    header = {"w": {"dtype": "BF16", "shape": [6_250_000, 5120], "data_offsets": [0, 0]}, "__metadata__": {}}
+    raw = json.dumps(header).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw)
+    return folder
+
+
+def test_local_weights_too_large_for_one_host_say_they_are_not_sharded(run_cli, tmp_path):
+    doc = yaml.safe_load((EXAMPLES / "hosts" / "2x8xa100-cluster.yaml").read_text())
+    for host in doc["hosts"]:  # two hosts of one 24 GiB GPU each
+        host.pop("topology", None)
+        host["gpus"] = [dict(host["gpus"][0], memory_total_bytes=24 << 30)]
+    inv = tmp_path / "small.yaml"
+    inv.write_text(yaml.safe_dump(doc))
+    code, out, err = run_cli(
+        "plan", "--hardware", inv, "--model", "deepseek-r1-distill-qwen", "--model-path", _fake_32b(tmp_path / "w")
+    )
+    assert code == 3, out + err
+    assert "over several hosts: xinf-plan does not shard local weights (--model-path) over hosts" in err

@@ -50,9 +50,13 @@ def options(ctx, archs: list, local) -> list[Option]:
 
     req = ctx.request
     out = []
+    seen_formats: dict[str, str] = {}
+    seen_quants: dict[str, str] = {}
     for arch in archs:
         specs = [local_spec(arch, local)] if local is not None else catalog.specs_for(arch)
         for spec in specs:
+            seen_formats.setdefault(spec.model_format, spec.model_format)
+            seen_quants.setdefault(spec.quantization.lower(), spec.quantization)
             name = f"{arch.ref} {spec.model_format}/{spec.quantization}"
             if not spec.launchable:
                 ctx.reject(
@@ -86,7 +90,23 @@ def options(ctx, archs: list, local) -> list[Option]:
                     ctx.reject(f"{name} on {engine}", reason)
                     continue
                 out.append(Option(arch, spec, engine, precision))
+    _note_unmatched(ctx, archs, "--model-format", req.formats, seen_formats, str)
+    _note_unmatched(ctx, archs, "--quantization", req.quantizations, seen_quants, str.lower)
     return out
+
+
+def _note_unmatched(ctx, archs: list, flag: str, allowed, seen: dict, norm) -> None:
+    """A note for each allowed value that no spec of the model has (a typo, or a spec the
+    catalog lacks): the plan never drops part of a filter without saying so."""
+    if not allowed or not archs:
+        return
+    ref = archs[0].family if len(archs) > 1 else archs[0].ref
+    for value in allowed:
+        if norm(value) not in seen:
+            have = ", ".join(sorted(seen.values()))
+            note = f"{flag} {value} matches no spec of {ref}, so it allows nothing ({have} exist)."
+            if note not in ctx.notes:
+                ctx.notes.append(note)
 
 
 def local_arch(mreq: ModelRequest, local):

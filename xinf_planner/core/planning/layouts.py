@@ -29,12 +29,19 @@ def layouts(ctx, opt: Option, mreq: ModelRequest, quota: int, context: int) -> l
             layout = gpu_layout(ctx, opt, mreq, quota, context, device, hosts, width)
             if layout is not None:
                 out.append(layout)
-    if sharding.shards(engine) and not mreq.model_path and not any(lay.served >= mreq.concurrency for lay in out):
+    if sharding.shards(engine) and not any(lay.served >= mreq.concurrency for lay in out):
         # too large for any one host (at this concurrency): one replica sharded over several
-        for device, hosts in ctx.devices():
-            layout = sharded_layout(ctx, opt, mreq, context, device, hosts)
-            if layout is not None:
-                out.append(layout)
+        if mreq.model_path:
+            if len(ctx.inventory.hosts) > 1:
+                ctx.reject(
+                    f"{opt.label} over several hosts",
+                    "xinf-plan does not shard local weights (--model-path) over hosts; one host must hold a replica.",
+                )
+        else:
+            for device, hosts in ctx.devices():
+                layout = sharded_layout(ctx, opt, mreq, context, device, hosts)
+                if layout is not None:
+                    out.append(layout)
     if engines.runs_on_cpu(engine):
         layout = cpu_layout(ctx, opt, mreq, context)
         if layout is not None:
