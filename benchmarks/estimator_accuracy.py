@@ -3,7 +3,8 @@
 
 Rows: benchmarks/data/memory_measurements.yaml (a copy of shared/calibration/measurements.yaml;
 or --measurements). For every row that logs the weights per GPU, and every row whose KV pool is
-logged together with the GPU total (or SGLang's free memory before loading), it prints the measured figure and three estimates with their errors:
+logged together with the GPU total (or SGLang's free memory before loading), it prints the
+measured figure and three estimates with their errors:
 
 * ours      xinf_planner.core.memory.estimate
 * xinf      Xinference's own estimate_llm_gpu_memory (4.1, allow_download=False): its model_mem per
