@@ -7,8 +7,15 @@ setup(
     packages=find_packages(include=["xinf_planner", "xinf_planner.*"]) + ["xinf_planner._templates"],
     package_dir={"xinf_planner._templates": "templates"},
     package_data={
-        "xinf_planner.core": ["schemas/*.json", "rules.yaml", "engines.yaml", "catalog/data/*.yaml",
-                              "catalog/data/*.json", "memory/constants.yaml", "serving/constants.yaml"],
+        "xinf_planner.core": [
+            "schemas/*.json",
+            "rules.yaml",
+            "engines.yaml",
+            "catalog/data/*.yaml",
+            "catalog/data/*.json",
+            "memory/constants.yaml",
+            "serving/constants.yaml",
+        ],
         "xinf_planner._templates": ["render/*.tmpl"],
     },
 )
