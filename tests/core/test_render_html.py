@@ -100,3 +100,16 @@ def test_an_invalid_plan_is_refused_in_one_line(run_cli, tmp_path):
     code, out, err = run_cli("render", bad, "--as", "html", "-o", tmp_path / "x.html")
     assert code == 1 and err.count("\n") == 1 and "$.deployments[0].launch.replica" in err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_links_without_a_matrix_are_the_planners_numa_assumption():
+    inv = load_inventory(EXAMPLES / "hosts" / "6xt4.yaml").to_dict()
+    for host in inv["hosts"]:
+        host.pop("topology")
+    from xinf_planner.core.inventory import Inventory
+
+    doc = make_plan(Inventory.from_dict(inv), request_from_intent({"model": "deepseek-r1-distill-qwen:7"}))
+    page = _html(doc)
+    # GPUs 0-2 on NUMA node 0, 3-5 on node 1 (examples/hosts/6xt4.yaml): 3 + 3 pairs within, 9 across
+    assert page.count('data-link="NODE (NUMA)"') == 6 and page.count('data-link="SYS (NUMA)"') == 9
+    assert 'class="matrix"' not in page

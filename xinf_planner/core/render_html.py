@@ -53,6 +53,7 @@ LINKS = {
     "unknown": ("unknown", "#999999", "1 6", 1),
 }
 NOT_AS = ("Not as asked", "Not as before")
+MAX_DRAWN_GPUS = 16  # hosts with more GPUs get the matrix only
 
 
 def esc(value) -> str:
@@ -70,7 +71,7 @@ def link_class(link: str | None) -> str:
         return "unknown"
     if link.startswith("NV"):
         return "nv"
-    return {"PIX": "pix", "PXB": "pxb", "PHB": "node", "NODE": "node", "SYS": "sys"}.get(link, "unknown")
+    return {"PIX": "pix", "PXB": "pxb", "PHB": "node", "NODE": "node", "SYS": "sys"}.get(link.split()[0], "unknown")
 
 
 def render_html(doc: dict, templates: dict[str, str]) -> str:
@@ -228,7 +229,7 @@ class _Page:
             cpu_html = (
                 f'<div class="cpu-reps" data-host="{esc(name)}">CPU: {"".join(self.chip(d, r) for d, r in cpu)}</div>'
             )
-        drawing = self._links_svg(host) if len(gpus) > 1 else ""
+        drawing = self._links_svg(host) if 1 < len(gpus) <= MAX_DRAWN_GPUS else ""
         matrix = self._matrix(host) if host.get("topology") else ""
         return (
             f'<section class="host" data-host="{esc(name)}"><h3>{esc(name)}</h3>'
@@ -241,7 +242,6 @@ class _Page:
         """GPUs on a circle, a line for every pair, styled by the link between them."""
         gpus = host.get("gpus") or []
         n = len(gpus)
-        topo = host.get("topology")
         size, radius, box = 340.0, 110.0, 22.0
         out = (radius + 44.0) / radius  # where a node's replica labels go: outside the circle
         cx = cy = size / 2
@@ -252,7 +252,7 @@ class _Page:
         lines = []
         for a in range(n):
             for b in range(a + 1, n):
-                link = topo[a][b] if topo and a < len(topo) and b < len(topo[a]) else None
+                link = _link(host, a, b)
                 cls = link_class(link)
                 _, color, dash, stroke = LINKS[cls]
                 (x1, y1), (x2, y2) = pos[a], pos[b]
@@ -460,6 +460,20 @@ class _Page:
             f"<p>{len(rows)} alternative(s); click a column to sort.</p>"
             f'<table class="sortable" id="rejected-table"><thead>{head}</thead><tbody>{body}</tbody></table>'
         )
+
+
+def _link(host: dict, a: int, b: int) -> str | None:
+    """The link between the a-th and b-th GPU of ``host``: its topology matrix entry; without a
+    matrix, what the planner assumes from NUMA nodes (placement.link_rank): the same node
+    'NODE', different nodes 'SYS', marked as such."""
+    topo = host.get("topology")
+    if topo:
+        return topo[a][b] if a < len(topo) and b < len(topo[a]) else None
+    gpus = host.get("gpus") or []
+    na, nb = gpus[a].get("numa_node"), gpus[b].get("numa_node")
+    if na is not None and nb is not None and na >= 0 and nb >= 0:
+        return "NODE (NUMA)" if na == nb else "SYS (NUMA)"
+    return None
 
 
 def _ram_gib(host: dict) -> float:
