@@ -123,21 +123,21 @@ def scale_plan(doc: dict, replicas: int, deployment: str | None = None, concurre
         raise NothingFits(
             f"{dep.name}: {replicas} replica(s) launched as now ({sizer.config_text()}) serve {served} "
             f"sequence(s) of {sizer.context} tokens at once, and the plan's request asks for {wanted}; "
-            "serving that with fewer replicas changes each replica's configuration: re-plan with "
+            f"serving that with {replicas} replica(s) changes each replica's configuration: re-plan with "
             f"`xinf-plan plan --replicas {replicas}` (a replace), or pass --concurrency {served} to scale "
             "for that load"
         )
     new_dep = new_doc["deployments"][index]
-    launch = _relaunch(new_dep["launch"], sizer.hosts_of(places), places)
+    launch = _relaunch(new_dep["launch"], sizer.hosts_of(places))
     new_dep["launch"] = launch
     new_dep["placement"] = places
     new_dep["estimate"] = _with_serving(est, dep.estimate, old, replicas, wanted)
     kept, planned = _planner_reasons(new_dep.get("reasons") or [], old)
     result.reasons = sizer.reasons(planned, replicas, places, result.added, lay)
-    if "serving" in dep.estimate and "serving" not in est and old != replicas:
+    if "serving" in dep.estimate and "serving" not in est:
         result.reasons.append(
-            f"Serving figures: the {old}-replica curve read at each replica's new load (concurrency split "
-            f"over {replicas} replicas, linear between the curve's points; points beyond it dropped)."
+            f"Serving figures: the {old}-replica curve read at each replica's new load ({wanted} at once split "
+            f"over {replicas} replica(s), linear between the curve's points; points beyond it dropped)."
         )
     new_dep["reasons"] = kept + result.reasons
     if model_req:
@@ -543,7 +543,7 @@ def _place_text(place: dict) -> str:
     return f"{place['host']}:{','.join(map(str, gpus)) if gpus else 'cpu'}"
 
 
-def _relaunch(launch: dict, replicas: list[tuple[Host, tuple]], places: list[dict]) -> dict:
+def _relaunch(launch: dict, replicas: list[tuple[Host, tuple]]) -> dict:
     """``launch`` with its placement keywords made for ``replicas`` (every other keyword, and
     the keywords' order, kept)."""
     placed = placement_kwargs(replicas)
