@@ -121,7 +121,7 @@ def cases() -> dict[str, list[str]]:
         "--intent",
         "examples/cluster/intent-r1-fp8.yaml",
     ]
-    for as_ in ("shell", "python", "json"):
+    for as_ in ("shell", "python", "json", "html"):
         out[f"render/cluster-r1-fp8/{as_}"] = [
             "render",
             str((cluster / "plan-r1-fp8.yaml").relative_to(ROOT)),

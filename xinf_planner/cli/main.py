@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "estimate": ("estimate", "Estimate GPU memory, KV cache and decode speed for one model."),
     "plan": ("plan", "Plan engine, quantisation, TP, replicas and placement for a workload."),
     "validate": ("validate", "Check a plan file against its schema, inventory and rules."),
+    "scale": ("scale", "Add or remove replicas of a deployment, each launched exactly as before."),
     "render": ("render", "Write a plan as xinference CLI commands, a Python script or REST payloads."),
     "apply": ("apply", "Make a plan real on an Xinference server, with smoke test and rollback."),
     "status": ("status", "Compare a plan with what runs on the server."),
@@ -59,7 +60,8 @@ def cli():
     """Plan and deploy DeepSeek-R1 models on real hardware through Xinference.
 
     \b
-    The flow: inspect -> estimate -> plan -> validate/render -> apply -> status/diff -> destroy.
+    The flow: inspect -> estimate -> plan -> validate/render -> apply -> status/diff -> destroy;
+    scale adds or removes identical replicas.
     Exit codes: 0 ok, 1 invalid input, 2 usage (diff: changes pending), 3 nothing fits,
     4 drift, 5 server unreachable or too old, 6 auth refused, 7 apply failed, 8 state locked.
     """

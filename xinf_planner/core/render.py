@@ -1,6 +1,7 @@
 """A plan as something to run by hand: ``xinference`` CLI commands, a Python script using the
-client, or the REST requests. Pure: the plan and the template texts in (``TEMPLATES`` names
-them; ``shell/templates.read_templates`` reads them), text out.
+client, or the REST requests; or as a page to review in a browser (``render_html``). Pure: the
+plan and the template texts in (``TEMPLATES`` names them; ``shell/templates.read_templates``
+reads them), text out.
 
 The flags are those of ``xinference launch`` (``xinference/deploy/cmdline.py``, 4.1.0). Launch
 keywords without a flag of their own pass as ``--<keyword> <value>``: the CLI forwards them to
@@ -37,12 +38,13 @@ CLI_FLAGS = {
     "model_path": "--model-path",
     "trust_remote_code": "--trust-remote-code",
 }
-FORMATS = ("shell", "python", "json")
+FORMATS = ("shell", "python", "json", "html")
 # the templates each output fills, by path inside the templates folder
 TEMPLATES = {
     "shell": ("render/shell_header.sh.tmpl", "render/shell_register.sh.tmpl", "render/shell_launch.sh.tmpl"),
     "python": ("render/python.py.tmpl",),
     "json": ("render/rest.json.tmpl",),
+    "html": ("render/plan.html.tmpl",),  # core/render_html.py: the plan for review in a browser
 }
 
 
@@ -54,6 +56,10 @@ def render(doc: dict, as_: str, templates: dict[str, str]) -> str:
         return render_python(doc, templates)
     if as_ == "json":
         return render_json(doc, templates)
+    if as_ == "html":
+        from xinf_planner.core.render_html import render_html
+
+        return render_html(doc, templates)
     raise ValueError(f"unknown output {as_!r}; choose one of {', '.join(FORMATS)}")
 
 

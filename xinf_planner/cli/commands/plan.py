@@ -103,6 +103,14 @@ FORMATS = ("yaml", "json", "table")
     help="Local weights to register as a custom model of the --model family.",
 )
 @click.option(
+    "--model-path-on-every-worker",
+    "every_worker",
+    is_flag=True,
+    default=None,
+    help="--model-path exists at the same path on every worker: replicas may spread over hosts, "
+    "and the model is registered at the supervisor [default: one host, registered on its worker].",
+)
+@click.option(
     "-o",
     "--output",
     metavar="FILE",
@@ -138,6 +146,7 @@ def command(
     strategy,
     virtual_env,
     model_path,
+    every_worker,
     output,
     fmt,
 ):
@@ -189,6 +198,7 @@ def command(
         "strategy": strategy,
         "enable_virtual_env": virtual_env,
         "model_path": model_path,
+        "model_path_on_every_worker": every_worker,
     }
     request = request_from_intent(merge_flags(intent_doc, flags), intent or "command line")
     inventory, source = _inventory(hardware)

@@ -1,4 +1,5 @@
-"""`xinf-plan render`: a plan as xinference CLI commands, a Python script or REST payloads."""
+"""`xinf-plan render`: a plan as xinference CLI commands, a Python script, REST payloads, or
+one self-contained HTML page to review."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from xinf_planner.core.render import FORMATS
     type=click.Choice(FORMATS),
     default="shell",
     show_default=True,
-    help="shell: `xinference register/launch` commands; python: a script using the client; json: the REST requests.",
+    help="shell: `xinference register/launch` commands; python: a script using the client; json: the REST "
+    "requests; html: one self-contained page for review (hosts, GPUs and links, memory, serving, reasons).",
 )
 @click.option(
     "--templates",
@@ -33,13 +35,15 @@ from xinf_planner.core.render import FORMATS
 def command(file, as_, templates, output):
     """Write a validated plan FILE as what you would run by hand. The endpoint and API
     key are read from $XINFERENCE_ENDPOINT and $XINFERENCE_API_KEY when it runs; no
-    secret is ever written.
+    secret is ever written. `--as html` writes one page to open in a browser, with
+    nothing outside the file (no network); the same plan always gives the same page.
 
     \b
     Examples:
       xinf-plan render plan.yaml --as shell > launch.sh
       xinf-plan render plan.yaml --as python -o launch.py
       xinf-plan render plan.yaml --as json
+      xinf-plan render plan.yaml --as html -o plan.html
     """
     from xinf_planner.core.plan.validate import check_plan
     from xinf_planner.core.render import TEMPLATES, render

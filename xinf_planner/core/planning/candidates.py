@@ -70,9 +70,13 @@ def options(ctx, archs: list, local) -> list[Option]:
 
     req = ctx.request
     out = []
+    seen_formats: dict[str, str] = {}
+    seen_quants: dict[str, str] = {}
     for arch in archs:
         specs = [local_spec(arch, local)] if local is not None else catalog.specs_for(arch)
         for spec in specs:
+            seen_formats.setdefault(spec.model_format, spec.model_format)
+            seen_quants.setdefault(spec.quantization.lower(), spec.quantization)
             name = f"{arch.ref} {spec.model_format}/{spec.quantization}"
             if not spec.launchable:
                 ctx.reject(
@@ -84,10 +88,13 @@ def options(ctx, archs: list, local) -> list[Option]:
                 continue
             if req.formats is not None and spec.model_format not in req.formats:
                 continue
+            only_runtime = False  # --quantization fp8 on a 16-bit checkpoint: only vLLM's FP8 at load
             if req.quantizations is not None and not any(
                 q.lower() == spec.quantization.lower() for q in req.quantizations
             ):
-                continue
+                if not (spec.model_format == "pytorch" and any(q.lower() == "fp8" for q in req.quantizations)):
+                    continue
+                only_runtime = True
             if req.tool_calling and not arch.tool_calling:
                 ctx.reject(
                     name,
@@ -105,7 +112,12 @@ def options(ctx, archs: list, local) -> list[Option]:
                 if reason:
                     ctx.reject(f"{name} on {engine}", reason)
                     continue
-                out.extend(_variants(Option(arch, spec, engine, precision), req))
+                variants = _variants(Option(arch, spec, engine, precision), req)
+                if any(v.runtime_quantization for v in variants):
+                    seen_quants.setdefault("fp8", "fp8 (vLLM's at load)")
+                out.extend(v for v in variants if not only_runtime or v.precision == "fp8")
+    _note_unmatched(ctx, archs, "--model-format", req.formats, seen_formats, str)
+    _note_unmatched(ctx, archs, "--quantization", req.quantizations, seen_quants, str.lower)
     return out
 
 
@@ -121,6 +133,20 @@ def _variants(opt: Option, req) -> list[Option]:
     if f.get("fp8_kv_cache"):
         out.extend([replace(o, kv_cache_dtype="fp8") for o in list(out)])
     return out
+
+
+def _note_unmatched(ctx, archs: list, flag: str, allowed, seen: dict, norm) -> None:
+    """A note for each allowed value that no spec of the model has (a typo, or a spec the
+    catalog lacks): the plan never drops part of a filter without saying so."""
+    if not allowed or not archs:
+        return
+    ref = archs[0].family if len(archs) > 1 else archs[0].ref
+    for value in allowed:
+        if norm(value) not in seen:
+            have = ", ".join(sorted(seen.values()))
+            note = f"{flag} {value} matches no spec of {ref}, so it allows nothing ({have} exist)."
+            if note not in ctx.notes:
+                ctx.notes.append(note)
 
 
 def local_arch(mreq: ModelRequest, local):

@@ -66,6 +66,22 @@ def device_of(host: Host, gpu: GPU) -> Device:
     )
 
 
+def unused_asks(inventory: Inventory, request: Request) -> list[str]:
+    """Notes on what the request or the inventory offers that no plan can use, so that the
+    plan never departs from them silently: GPUs in MIG mode (never placed on), and
+    model_path_on_every_worker without local weights (it has no effect)."""
+    notes = []
+    mig = [gpu_key(h.name, g.index) for h in inventory.hosts for g in h.gpus if g.mig_mode]
+    if mig:
+        notes.append(
+            f"GPU(s) {', '.join(mig)} are in MIG mode; xinf-plan places no replica on a MIG GPU "
+            "(Xinference's gpu_idx names whole GPUs)."
+        )
+    if request.model_path_on_every_worker and not any(m.model_path for m in request.models):
+        notes.append("model_path_on_every_worker is set but no model has a model_path: it has no effect.")
+    return notes
+
+
 class Capacity:
     """What is still free: GPUs (after headroom and exclusions) and host RAM."""
 
@@ -115,7 +131,7 @@ class Context:
     def new(cls, inventory: Inventory, request: Request, local_models: dict | None = None, estimates=None) -> "Context":
         from xinf_planner.core.planning.estimates import EstimateCache
 
-        return cls(
+        ctx = cls(
             inventory,
             request,
             Capacity(inventory, request),
@@ -123,6 +139,8 @@ class Context:
             dict(local_models or {}),
             position={h.name: n for n, h in enumerate(inventory.hosts)},
         )
+        ctx.notes.extend(unused_asks(inventory, request))
+        return ctx
 
     def reject(self, candidate: str, reason: str) -> None:
         self.rejected.append({"candidate": candidate, "reason": reason})

@@ -27,12 +27,19 @@ def layouts(ctx, opt: Option, mreq: ModelRequest, quota: int, context: int) -> l
             if width > max(len(idx) for _, idx in hosts):
                 break
             out.extend(gpu_layouts(ctx, opt, mreq, quota, context, device, hosts, width))
-    if sharding.shards(engine) and not mreq.model_path and not any(lay.meets for lay in out):
+    if sharding.shards(engine) and not any(lay.meets for lay in out):
         # too large for any one host (at this concurrency): one replica sharded over several
-        for device, hosts in ctx.devices():
-            layout = sharded_layout(ctx, opt, mreq, context, device, hosts)
-            if layout is not None:
-                out.append(layout)
+        if mreq.model_path:
+            if len(ctx.inventory.hosts) > 1:
+                ctx.reject(
+                    f"{opt.label} over several hosts",
+                    "xinf-plan does not shard local weights (--model-path) over hosts; one host must hold a replica.",
+                )
+        else:
+            for device, hosts in ctx.devices():
+                layout = sharded_layout(ctx, opt, mreq, context, device, hosts)
+                if layout is not None:
+                    out.append(layout)
     if engines.runs_on_cpu(engine):
         layout = cpu_layout(ctx, opt, mreq, context)
         if layout is not None:
@@ -47,12 +54,17 @@ def gpu_layouts(ctx, opt, mreq, quota, context, device, hosts, width) -> list[La
     found = _gpu_groups(ctx, opt, mreq, quota, context, device, hosts, width)
     if found is None:
         return []
-    fitting, count, dtype = found
+    fitting, count, dtype, with_room, one_host_why = found
 
     def layout(n: int) -> Layout:
         picked = pick_groups(fitting, n, ctx.request.strategy)
         host_of = {h.name: h for h in ctx.capacity.hosts}
-        return finish(ctx, opt, mreq, context, device, width, [(host_of[g.host], g) for g in picked], dtype)
+        chosen = [(host_of[g.host], g) for g in picked]
+        lay = finish(ctx, opt, mreq, context, device, width, chosen, dtype)
+        note = spread_note(ctx, chosen, with_room, one_host_why)
+        if note:
+            lay.reasons.append(note)
+        return lay
 
     most = layout(count)
     if mreq.replicas is not None or count == 1 or not most.meets:
@@ -69,7 +81,8 @@ def gpu_layouts(ctx, opt, mreq, quota, context, device, hosts, width) -> list[La
 
 
 def _gpu_groups(ctx, opt, mreq, quota, context, device, hosts, width):
-    """(GPU groups that fit one sequence per host, the most replicas, dtype), or None (recorded)."""
+    """(GPU groups that fit one sequence per host, the most replicas, dtype, the hosts with room
+    when more than one, why replicas would sit on one host), or None (recorded)."""
     engine = opt.engine
     tp = engines.tensor_parallel(engine)
     name = f"{opt.label} {'TP' if tp else 'on '}{width}{'' if tp else ' GPU(s)'} × {device.label}"
@@ -125,6 +138,8 @@ def _gpu_groups(ctx, opt, mreq, quota, context, device, hosts, width):
     count = replica_count(ctx, mreq, available, max(1, quota // width), name)
     if count is None:
         return None
+    with_room = [groups[0].host for groups in fitting if groups]
+    one_host_why = None
     if mreq.model_path and not ctx.request.model_path_on_every_worker:
         fitting = [g for g in fitting if g][:1]  # local weights: one host
         if mreq.replicas and mreq.replicas > len(fitting[0]):
@@ -135,7 +150,30 @@ def _gpu_groups(ctx, opt, mreq, quota, context, device, hosts, width):
             )
             return None
         count = min(count, len(fitting[0]))
-    return fitting, count, dtype
+        one_host_why = LOCAL_ONE_HOST
+    if one_host_why is None:
+        one_host_why = f"only it has free {device.label} GPUs that hold a replica"
+    return fitting, count, dtype, (with_room if len(with_room) > 1 else []), one_host_why
+
+
+# why every replica of local weights is on one host (without model_path_on_every_worker)
+LOCAL_ONE_HOST = (
+    "the local weights (--model-path) are registered on that one worker; pass --model-path-on-every-worker "
+    "when the path exists on every worker"
+)
+
+
+def spread_note(ctx, chosen, others_with_room: list[str], why: str) -> str | None:
+    """The one-line reason, when replicas were to spread over hosts and all sit on one: the
+    spread strategy (the default) not honoured, and why. None when it was honoured, when there
+    is one replica, or when the inventory has one host."""
+    hosts = {h.name for h, _ in chosen}
+    if len(chosen) < 2 or len(hosts) != 1 or len(ctx.inventory.hosts) < 2 or ctx.request.strategy != "spread":
+        return None
+    (host,) = hosts
+    also = [h for h in others_with_room if h != host]
+    room = f" ({', '.join(also)} had room too)" if also else ""
+    return f"Not as asked: strategy spread, but all {len(chosen)} replicas are on {host}{room}: {why}."
 
 
 def sharded_layout(ctx, opt, mreq, context, device, hosts) -> Layout | None:
@@ -232,11 +270,19 @@ def cpu_layout(ctx, opt: Option, mreq: ModelRequest, context: int) -> Layout | N
         return None
     # hosts without usable GPUs first: a CPU replica on a GPU host is the last choice
     hosts.sort(key=lambda h: (bool(ctx.capacity.free_gpu[h.name]), ctx.position[h.name]))
+    candidates = [h.name for h in hosts]
+    one_host_why = None
     if mreq.model_path and not ctx.request.model_path_on_every_worker:
         hosts = hosts[:1]  # local weights: one host
+        one_host_why = LOCAL_ONE_HOST
     cpu_only = [h for h in hosts if not h.gpus]
     # CPU replicas on several hosts are pinned by replica_config, which cannot keep a host
     # with GPUs off them (n_gpu "auto" takes one): hosts without GPUs, else one host.
+    if not cpu_only and len(hosts) > 1:
+        one_host_why = (
+            "CPU replicas on several hosts are pinned with replica_config, whose n_gpu 'auto' would take "
+            "a GPU on these GPU hosts, so they stay on one host"
+        )
     hosts = cpu_only or hosts[:1]
     want = mreq.replicas or max(1, len(cpu_only))  # by default one replica per CPU host
     placed: list[tuple[Host, None]] = []
@@ -277,7 +323,13 @@ def cpu_layout(ctx, opt: Option, mreq: ModelRequest, context: int) -> Layout | N
         ctx.reject(name, f"only {len(placed)} of the {want} replicas asked for fit in RAM.")
         return None
     placed.sort(key=lambda item: ctx.position[item[0].name])
-    return finish(ctx, opt, mreq, context, None, 0, placed, None, cpu_counts=counts)
+    lay = finish(ctx, opt, mreq, context, None, 0, placed, None, cpu_counts=counts)
+    if one_host_why is None:
+        one_host_why = "the other hosts' RAM holds no more replicas"
+    note = spread_note(ctx, placed, candidates if len(candidates) > 1 else [], one_host_why)
+    if note:
+        lay.reasons.append(note)
+    return lay
 
 
 def replica_count(ctx, mreq: ModelRequest, available: int, by_quota: int, name: str) -> int | None:
