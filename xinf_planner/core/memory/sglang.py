@@ -10,6 +10,7 @@ Xinference passes its own fraction by TP when none is given (core/engines.yaml).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from xinf_planner.core import engines
 from xinf_planner.core.memory.activation import logits_bytes, prefill_bytes
@@ -54,19 +55,22 @@ FUSED = {
 def resident_weights_gib(inp: EstimateInput) -> float:
     """The weights of the busiest rank as the caching allocator holds them (fused parameters of
     10 MiB or more rounded up to 2 MiB each), plus the fp32 RoPE cache."""
+    return _resident_gib(inp.model, *inp.weight_scheme, inp.dtype, inp.tp, inp.pp)
+
+
+@lru_cache(maxsize=1024)
+def _resident_gib(m, fmt: str, quant: str, dtype: str | None, tp: int, pp: int) -> float:
     c = cfg()
-    fmt, quant = inp.weight_scheme
-    table = dict(zip(model_tensors(inp.model), tensor_bytes(inp.model, fmt, quant, inp.dtype)))
+    table = dict(zip(model_tensors(m), tensor_bytes(m, fmt, quant, dtype)))
     step, large = c["allocator_round_bytes"], c["allocator_min_large_bytes"]
     busiest = 0.0
-    for stage in range(inp.pp):
+    for stage in range(pp):
         params: dict = {}
-        for t in stage_tensors(inp.model, inp.pp, stage):
+        for t in stage_tensors(m, pp, stage):
             key = (t.layer, FUSED.get(t.name, t.name))
-            params[key] = params.get(key, 0.0) + table[t] * shard_fraction(t, inp.model, inp.tp)
+            params[key] = params.get(key, 0.0) + table[t] * shard_fraction(t, m, tp)
         held = sum(math.ceil(b / step) * step if b >= large else b for b in params.values())
         busiest = max(busiest, held)
-    m = inp.model
     rope = m.max_position_embeddings * (m.qk_rope_head_dim or m.head_dim) * c["rope_cache_bytes_per_elem"]
     return gib(busiest + rope)
 

@@ -82,6 +82,7 @@ def rotary_cache_bytes(m: ModelArch, dtype: str | None = None) -> float:
     return m.max_position_embeddings * rot * DTYPE_BYTES.get(dtype or m.torch_dtype, 2)
 
 
+@lru_cache(maxsize=4096)
 def stage_bytes_per_gpu(
     m: ModelArch, model_format: str, quantization: str, tp: int, pp: int, stage: int, dtype: str | None = None
 ) -> float:

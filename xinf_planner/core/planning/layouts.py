@@ -56,9 +56,10 @@ def gpu_layouts(ctx, opt, mreq, quota, context, device, hosts, width) -> list[La
         return []
     fitting, count, dtype, with_room, one_host_why = found
 
+    host_of = {h.name: h for h in ctx.capacity.hosts}
+
     def layout(n: int) -> Layout:
         picked = pick_groups(fitting, n, ctx.request.strategy)
-        host_of = {h.name: h for h in ctx.capacity.hosts}
         chosen = [(host_of[g.host], g) for g in picked]
         lay = finish(ctx, opt, mreq, context, device, width, chosen, dtype)
         note = spread_note(ctx, chosen, with_room, one_host_why)
@@ -69,7 +70,10 @@ def gpu_layouts(ctx, opt, mreq, quota, context, device, hosts, width) -> list[La
     most = layout(count)
     if mreq.replicas is not None or count == 1 or not most.meets:
         return [most]
-    lo, hi, fewest = 1, count, most  # the fewest replicas that meet the targets (monotone in n)
+    one = layout(1)
+    if one.meets:  # the common case: one replica serves the request
+        return [one, most]
+    lo, hi, fewest = 2, count, most  # the fewest replicas that meet the targets (monotone in n)
     while lo < hi:
         mid = (lo + hi) // 2
         trial = layout(mid)

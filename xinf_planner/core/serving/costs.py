@@ -82,14 +82,22 @@ def experts_touched(inp: EstimateInput, batch: int) -> float | None:
 def step_weight_bytes(inp: EstimateInput, batch: int, ranks: int) -> tuple[float, float]:
     """(other, routed-expert) weight bytes one of ``ranks`` tensor-parallel GPUs reads per step."""
     m = inp.model
+    other, all_experts = _rank_weight_bytes(m, *inp.weight_scheme, inp.dtype, ranks)
+    if not all_experts:
+        return other, 0.0
     touched = experts_touched(inp, batch)
+    return other, all_experts * min(touched, m.n_routed_experts) / m.n_routed_experts
+
+
+@lru_cache(maxsize=1024)
+def _rank_weight_bytes(m, fmt: str, quant: str, dtype: str | None, ranks: int) -> tuple[float, float]:
+    """(non-expert weights without the embedding, every routed expert) on one of ``ranks`` GPUs."""
     other = experts = 0.0
-    fmt, quant = inp.weight_scheme
-    for t, b in zip(model_tensors(m), tensor_bytes(m, fmt, quant, inp.dtype)):
+    for t, b in zip(model_tensors(m), tensor_bytes(m, fmt, quant, dtype)):
         if t.part == "embed":
             continue  # an embedding lookup reads one row, not the table
         if t.part == "experts":
-            experts += b * min(touched, m.n_routed_experts) / m.n_routed_experts * shard_fraction(t, m, ranks)
+            experts += b * shard_fraction(t, m, ranks)
         else:
             other += b * shard_fraction(t, m, ranks)
     return other, experts
@@ -97,13 +105,20 @@ def step_weight_bytes(inp: EstimateInput, batch: int, ranks: int) -> tuple[float
 
 def attention_bytes(inp: EstimateInput) -> float:
     """Weight bytes of every attention projection (all ranks together)."""
-    m = inp.model
-    fmt, quant = inp.weight_scheme
-    return sum(b for t, b in zip(model_tensors(m), tensor_bytes(m, fmt, quant, inp.dtype)) if t.part == "attention")
+    return _attention_bytes(inp.model, *inp.weight_scheme, inp.dtype)
+
+
+@lru_cache(maxsize=1024)
+def _attention_bytes(m, fmt: str, quant: str, dtype: str | None) -> float:
+    return sum(b for t, b in zip(model_tensors(m), tensor_bytes(m, fmt, quant, dtype)) if t.part == "attention")
 
 
 def active_params(inp: EstimateInput) -> float:
-    m = inp.model
+    return _active_params(inp.model)
+
+
+@lru_cache(maxsize=256)
+def _active_params(m) -> float:
     n = 0.0
     for t in model_tensors(m):
         if t.part == "embed":
