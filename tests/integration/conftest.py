@@ -74,3 +74,61 @@ def xinf_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ext_server(tmp_path_factory):
+    """``xinference-local`` with the xinf-plan extension of this tree (auth on)."""
+    server = LocalServer(tmp_path_factory.mktemp("xinf-ext-local"), extension=True)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ext_clean(ext_server, monkeypatch):
+    """The extension server, emptied, with $XINFERENCE_PASSWORD set for ``--username admin``."""
+    if not ext_server._procs:
+        ext_server.start()
+    wipe_autostart(ext_server)
+    wipe(ext_server)
+    monkeypatch.setenv("XINFERENCE_PASSWORD", ext_server.password)
+    monkeypatch.delenv("XINFERENCE_ENDPOINT", raising=False)
+    monkeypatch.delenv("XINFERENCE_API_KEY", raising=False)
+    yield ext_server
+    if ext_server._procs:
+        wipe_autostart(ext_server)
+        wipe(ext_server)
+
+
+def wipe_autostart(server) -> None:
+    """Remove every autostart entry, so that no test's model comes back in the next one."""
+    headers = {"Authorization": f"Bearer {server.token()}"}
+    for entry in server.get("/v1/autostart/models")["models"]:
+        uid = entry["launch"]["model_uid"]
+        requests.delete(f"{server.url}/v1/autostart/models/{uid}", headers=headers, timeout=60)
+
+
+REPLAYED = "rtx4090-pcie-4x"  # the recorded NVML answers worker1 of ext_cluster replays
+
+
+@pytest.fixture(scope="session")
+def ext_cluster(tmp_path_factory):
+    """A supervisor and two workers, all with the extension (auth on); worker1 replays the
+    NVML answers recorded on a 4 x RTX 4090 machine (the test-only switch of extension.py)."""
+    from xinf_server import ROOT, Cluster
+
+    fixture = ROOT / "tests" / "support" / "fixtures" / "nvml" / f"{REPLAYED}.json"
+    cluster = Cluster(
+        tmp_path_factory.mktemp("xinf-ext-cluster"),
+        n_workers=2,
+        extension=True,
+        worker_env=[{}, {"XINF_PLAN_TEST_NVML_REPLAY": str(fixture)}],
+    )
+    try:
+        cluster.start(timeout=240)
+        yield cluster
+    finally:
+        cluster.stop()

@@ -10,6 +10,12 @@ Every process is started in its own session (process group) and stopped by that 
 id, never by name, and always — ``stop()`` is idempotent and the fixtures call it in a
 ``finally``.
 
+``extension=True`` starts every process with ``XINFERENCE_EXTENSIONS=xinf_planner.extension:create``
+and this repository's root first on ``PYTHONPATH``, so the servers load the extension of the
+tree under test (the venv's editable install may point at another checkout). A Cluster can
+give each worker extra environment (``worker_env``: the test-only NVML replay) or start a
+worker without the extension (``extra_worker``).
+
 Usage::
 
     with LocalServer(tmp_path) as srv:
@@ -30,6 +36,8 @@ from pathlib import Path
 import requests
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository under test
+EXTENSION = "xinf_planner.extension:create"
 ADMIN_USER = "admin"
 # A throwaway password for a throwaway server on loopback (the minimum is 8 characters).
 ADMIN_PASSWORD = "tiny-test-pass-42"
@@ -41,7 +49,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _server_env(home: Path) -> dict:
+def _server_env(home: Path, extension: bool = False, extra: dict | None = None) -> dict:
     env = dict(os.environ)
     env["XINFERENCE_HOME"] = str(home)
     # No network on test machines: engines must come from this venv, not a per-model venv.
@@ -50,6 +58,15 @@ def _server_env(home: Path) -> dict:
     env.pop("XINFERENCE_ENDPOINT", None)
     env.pop("XINFERENCE_API_KEY", None)
     env.setdefault("HF_HUB_OFFLINE", "1")
+    env.pop("XINFERENCE_EXTENSIONS", None)
+    env.pop("XINF_PLAN_TEST_NVML_REPLAY", None)
+    if extension:
+        env["XINFERENCE_EXTENSIONS"] = EXTENSION
+        paths = [str(ROOT)]
+        if (extra or {}).get("XINF_PLAN_TEST_NVML_REPLAY"):
+            paths.append(str(ROOT / "tests"))  # support.fake_nvml, for the replay only
+        env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
+    env.update(extra or {})
     return env
 
 
@@ -104,10 +121,11 @@ class _Server:
     username = ADMIN_USER
     password = ADMIN_PASSWORD
 
-    def __init__(self, root: Path, port: int | None = None):
+    def __init__(self, root: Path, port: int | None = None, extension: bool = False):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self.extension = extension
         self._procs: list[_Proc] = []
 
     @property
@@ -212,6 +230,22 @@ class _Server:
         r.raise_for_status()
         return r.json()["access_token"]
 
+    def create_user(self, username: str, password: str, permissions: list[str]) -> None:
+        """A local user with these permissions (the admin's user management route)."""
+        r = requests.post(
+            f"{self.url}/v1/admin/users",
+            timeout=30,
+            json={"username": username, "password": password, "permissions": permissions},
+            headers={"Authorization": f"Bearer {self.token()}"},
+        )
+        if r.status_code not in (200, 201, 409):
+            raise RuntimeError(f"creating user {username}: HTTP {r.status_code} {r.text[:200]}")
+
+    def token_of(self, username: str, password: str) -> str:
+        r = requests.post(f"{self.url}/token", timeout=30, json={"username": username, "password": password})
+        r.raise_for_status()
+        return r.json()["access_token"]
+
     def api_key(self, name: str = "tests") -> str:
         """A new API key of the admin user (list/describe/infer only)."""
         r = requests.post(
@@ -258,8 +292,8 @@ class _Server:
 class LocalServer(_Server):
     """``xinference-local -H 127.0.0.1 -p PORT`` with its own XINFERENCE_HOME."""
 
-    def __init__(self, root: Path, port: int | None = None):
-        super().__init__(root, port)
+    def __init__(self, root: Path, port: int | None = None, extension: bool = False):
+        super().__init__(root, port, extension)
         self.home = self.root / "home"
 
     @property
@@ -269,7 +303,12 @@ class LocalServer(_Server):
     def _spawn(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         argv = [str(BIN / "xinference-local"), "-H", self.host, "-p", str(self.port), "--log-level", "INFO"]
-        self._procs.append(_Proc(argv, _server_env(self.home), self.root / "server.log"))
+        self._procs.append(_Proc(argv, _server_env(self.home, self.extension), self.root / "server.log"))
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the running ``xinference-local`` (its process group's id)."""
+        return self._procs[0].popen.pid if self._procs else None
 
 
 class Cluster(_Server):
@@ -279,10 +318,18 @@ class Cluster(_Server):
     ``127.0.0.1:<worker port>``, what ``replica_config[].devices[].worker_ip`` names.
     """
 
-    def __init__(self, root: Path, n_workers: int = 2, port: int | None = None):
-        super().__init__(root, port)
+    def __init__(
+        self,
+        root: Path,
+        n_workers: int = 2,
+        port: int | None = None,
+        extension: bool = False,
+        worker_env: list[dict] | None = None,
+    ):
+        super().__init__(root, port, extension)
         self.supervisor_port = free_port()
         self.worker_ports = [free_port() for _ in range(n_workers)]
+        self.worker_env = list(worker_env or [{}] * n_workers)
         self.home = self.root / "supervisor"
 
     @property
@@ -306,23 +353,32 @@ class Cluster(_Server):
             "--log-level",
             "INFO",
         ]
-        self._procs.append(_Proc(sup, _server_env(self.home), self.root / "supervisor.log"))
-        self._wait_http(60)
+        self._procs.append(_Proc(sup, _server_env(self.home, self.extension), self.root / "supervisor.log"))
+        self._wait_http(180)  # a loaded 2-core machine can take over a minute
         for i, wport in enumerate(self.worker_ports):
-            whome = self.root / f"worker{i}"
-            whome.mkdir(parents=True, exist_ok=True)
-            argv = [
-                str(BIN / "xinference-worker"),
-                "-e",
-                self.url,
-                "-H",
-                self.host,
-                "--worker-port",
-                str(wport),
-                "--log-level",
-                "INFO",
-            ]
-            self._procs.append(_Proc(argv, _server_env(whome), self.root / f"worker{i}.log"))
+            self._procs.append(self._worker(f"worker{i}", wport, self.extension, self.worker_env[i]))
+
+    def _worker(self, name: str, port: int, extension: bool, extra: dict | None) -> _Proc:
+        whome = self.root / name
+        whome.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(BIN / "xinference-worker"),
+            "-e",
+            self.url,
+            "-H",
+            self.host,
+            "--worker-port",
+            str(port),
+            "--log-level",
+            "INFO",
+        ]
+        return _Proc(argv, _server_env(whome, extension, extra), self.root / f"{name}.log")
+
+    def extra_worker(self, name: str = "stranger", extension: bool = False) -> tuple[_Proc, str]:
+        """Start one more worker (by default without the extension); the caller stops it.
+        Returns the process and the address it would register as."""
+        port = free_port()
+        return self._worker(name, port, extension, {}), f"{self.host}:{port}"
 
     def _wait_http(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

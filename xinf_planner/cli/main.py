@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("diff", "Show what apply would change on the server."),
     "rollback": ("rollback", "Re-apply the previously applied plan through a rolling update."),
     "destroy": ("destroy", "Terminate what a plan launched and unregister what it registered."),
+    "publish": ("publish", "Add a plan's launches to Xinference's launch history (web UI templates)."),
 }
 
 

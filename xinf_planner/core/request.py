@@ -85,6 +85,7 @@ class Request:
     interconnect: str = "ethernet"  # between hosts: decides TP x PP of a sharded replica
     model_path_on_every_worker: bool = False  # local weights may spread over hosts
     enable_virtual_env: bool | None = None  # None: Xinference's default (on)
+    persist: bool | None = None  # apply keeps autostart entries (core/persist.py); None: not said
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict:
@@ -107,6 +108,8 @@ class Request:
             out["model_path_on_every_worker"] = True
         if self.enable_virtual_env is not None:
             out["enable_virtual_env"] = self.enable_virtual_env
+        if self.persist is not None:
+            out["persist"] = self.persist
         return out
 
     def headroom_for(self, total_gib: float) -> float:
@@ -202,6 +205,7 @@ def request_from_intent(doc: Any, name: str = "intent") -> Request:
         interconnect=doc.get("interconnect", "ethernet"),
         model_path_on_every_worker=bool(doc.get("model_path_on_every_worker", False)),
         enable_virtual_env=doc.get("enable_virtual_env"),
+        persist=doc.get("persist"),
     )
 
 

@@ -278,6 +278,105 @@ class Connection:
                 out[rep_uid] = worker.get("work-ip")
         return out
 
+    # --- the xinf-plan extension, autostart, launch history, model cache ---------------------
+    def _rest(self, what: str, method: str, path: str, *, session=None, **kwargs) -> Any:
+        """One REST call through ``_call``: the decoded JSON of a 200, else the server's
+        detail (a 401/403 becomes AuthFailed)."""
+
+        def call():
+            sess = session or self.client.session
+            resp = sess.request(method, f"{self.url}{path}", headers=self.client._headers, **kwargs)
+            if resp.status_code in (401, 403):
+                raise AuthFailed(
+                    f"{what}: permission refused by the server (HTTP {resp.status_code}): "
+                    f"{self.scrub(_detail(_http_detail(resp)))}"
+                )
+            if resp.status_code != 200:
+                raise RuntimeError(_http_detail(resp))
+            return resp.json() if resp.content else None
+
+        return self._call(what, call)
+
+    def extension_inventory(self) -> dict | None:
+        """``GET /v1/xinf-plan/inventory`` (the xinf-plan extension's cluster inventory, version 1),
+        or None when the server has no such route (no extension: HTTP 404)."""
+        resp = self._call(
+            "read the xinf-plan extension's inventory",
+            lambda: self.client.session.get(f"{self.url}/v1/xinf-plan/inventory", headers=self.client._headers),
+        )
+        if resp.status_code == 404:
+            return None
+        if resp.status_code in (401, 403):
+            raise AuthFailed(
+                f"read the xinf-plan extension's inventory: permission refused by the server "
+                f"(HTTP {resp.status_code}): {self.scrub(_detail(_http_detail(resp)))} (it needs an admin login)"
+            )
+        if resp.status_code != 200:
+            raise ServerError(f"read the xinf-plan extension's inventory: {self.scrub(_http_detail(resp))}")
+        try:
+            return resp.json()
+        except ValueError:
+            raise ServerError("read the xinf-plan extension's inventory: the answer is not JSON") from None
+
+    def autostart_entries(self) -> list[dict]:
+        """``GET /v1/autostart/models``: the enabled autostart entries (``launch`` as stored,
+        secret-looking values and every ``envs`` value shown as ``******``, and ``state``).
+        Needs ``models:write``: an API key gets AuthFailed."""
+        answer = self._call("read the autostart entries", self.client.get_autostart_config) or {}
+        return list(answer.get("models") or [])
+
+    def autostart_summary(self) -> list[dict]:
+        """``GET /v1/autostart/models/summary``: ``[{enabled, model_uid}]`` (API keys may read it)."""
+        return list(
+            (self._call("read the autostart summary", self.client.get_autostart_model_summary) or {}).get("models")
+            or []
+        )
+
+    def upsert_autostart(self, entry: dict) -> None:
+        uid = (entry.get("launch") or {}).get("model_uid")
+        self._call(f"write the autostart entry of {uid}", lambda: self.client.upsert_autostart_model(entry))
+
+    def remove_autostart(self, model_uid: str) -> None:
+        self._call(f"remove the autostart entry of {model_uid}", lambda: self.client.remove_autostart_model(model_uid))
+
+    def publish_launch(self, record: dict) -> None:
+        """``POST /v1/launch_history`` ``{model_name, model_uid, data, ui_data?}``: a launch
+        template the web UI offers."""
+        what = f"publish {record.get('model_uid')} to the launch history"
+        self._rest(what, "POST", "/v1/launch_history", json=record)
+
+    def launch_history(self) -> list[dict]:
+        """``GET /v1/launch_history?scope=mine``: newest first."""
+        return list(self._rest("read the launch history", "GET", "/v1/launch_history", params={"scope": "mine"}) or [])
+
+    def cache_model(self, body: dict) -> dict:
+        """``POST /v1/cache/models``: download (or link) a model's weights into a worker's
+        cache. The server answers when the download ends, so this has no read timeout and
+        uses its own HTTP session (it runs in a thread while another polls the progress)."""
+        session = _timed_session_class()()
+        session.read_timeout = None
+        try:
+            return self._rest(
+                f"cache {body.get('model_name')} on {body.get('worker_ip') or 'the worker'}",
+                "POST",
+                "/v1/cache/models",
+                session=session,
+                json=body,
+            )
+        finally:
+            session.close()
+
+    def cache_progress(self, cache_uid: str) -> dict:
+        """``GET /v1/cache/models/{uid}/progress``: ``{progress 0..1, stage, download_files, targets}``."""
+        return self._rest(f"read the download progress of {cache_uid}", "GET", f"/v1/cache/models/{cache_uid}/progress")
+
+    def cancel_cache(self, cache_uid: str) -> None:
+        self._rest(f"cancel the download {cache_uid}", "POST", f"/v1/cache/models/{cache_uid}/cancel")
+
+    def delete_download(self, cache_uid: str) -> None:
+        """``DELETE /v1/downloads/{uid}``: forget a failed download task (and its partial files)."""
+        self._rest(f"delete the download task {cache_uid}", "DELETE", f"/v1/downloads/{cache_uid}")
+
     # --- registry -----------------------------------------------------------------------
     def registration(self, model_name: str) -> dict | None:
         """The LLM registration under this name, or None when there is none."""

@@ -19,6 +19,7 @@ Format (version 1)::
     applied_at / updated_at: ISO-8601 UTC
     deployments: {NAME: {model_uid, model_name, launched_at}}   # launched by xinf-plan
     registered: [MODEL_NAME, ...]                                # registered by xinf-plan
+    autostart: {NAME: MODEL_UID}                                 # autostart entries xinf-plan wrote
     history: [{plan_hash, plan, applied_at}, ...]                # oldest first
 """
 
@@ -73,9 +74,13 @@ class State:
     deployments: dict = field(default_factory=dict)
     registered: list = field(default_factory=list)
     history: list = field(default_factory=list)
+    autostart: dict = field(default_factory=dict)  # deployment name -> model uid of its autostart entry
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not out["autostart"]:  # written only once apply --persist has written an entry
+            del out["autostart"]
+        return out
 
     @classmethod
     def from_dict(cls, doc: dict, name: str = "state") -> "State":

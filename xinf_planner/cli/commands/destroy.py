@@ -24,7 +24,8 @@ Examples:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def command(plan, endpoint, api_key, username, state_file, yes):
     """Terminate the models PLAN's apply launched and unregister the models it registered,
-    as recorded in the state file. Touches nothing else."""
+    as recorded in the state file, after removing their autostart entries (so Xinference does
+    not launch them again). Touches nothing else."""
     from xinf_planner.cli.output import Reporter
     from xinf_planner.errors import InvalidInput
     from xinf_planner.shell.deploy.teardown import destroy, destroy_targets
@@ -38,16 +39,31 @@ def command(plan, endpoint, api_key, username, state_file, yes):
     with StateLock(spath):
         state = load_state(spath)
         conn = open_connection(endpoint, api_key, username)
-        targets = destroy_targets(doc, state, conn.running())
+        targets = destroy_targets(doc, state, conn.running(), autostart_uids(conn, state))
         for note in targets.skipped:
             click.echo(f"left alone: {note}")
-        if not targets.terminate and not targets.unregister:
+        if not targets.terminate and not targets.unregister and not targets.autostart:
             click.echo("nothing to destroy")
             destroy(conn, doc, state, spath, Reporter(), targets)
             return
         click.echo("will terminate: " + (", ".join(uid for _, uid in targets.terminate) or "nothing"))
         click.echo("will unregister: " + (", ".join(targets.unregister) or "nothing"))
+        if targets.autostart:
+            click.echo("will remove autostart entries: " + ", ".join(uid for _, uid in targets.autostart))
         if not yes:
             click.confirm("proceed?", abort=True)
         destroy(conn, doc, state, spath, Reporter(), targets)
     click.echo("destroyed")
+
+
+def autostart_uids(conn, state) -> set[str] | None:
+    """The uids with an enabled autostart entry (the summary any credentials may read); None
+    when even that cannot be read and the state records entries (destroy then removes those)."""
+    from xinf_planner.errors import XinfPlanError
+
+    try:
+        return {str(e.get("model_uid")) for e in conn.autostart_summary() if e.get("enabled", True)}
+    except XinfPlanError:
+        if state.autostart:
+            raise
+        return set()

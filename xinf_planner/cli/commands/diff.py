@@ -37,6 +37,14 @@ def render_table(report: dict) -> str:
         if d.get("blocked"):
             lines.append("")
             lines.append(f"{d['deployment']}: cannot roll: {d['blocked']}")
+    actions = {"missing": "write", "differs": "rewrite", "stale": "remove", "cannot persist": "refused"}
+    pending = [r for r in report.get("autostart") or [] if not r["in_step"]]
+    if pending:
+        lines.append("")
+        lines.append("autostart entries (relaunched by Xinference after a restart):")
+        for r in pending:
+            what = actions.get(r["entry"], r["entry"])
+            lines.append(f"  {r['deployment']}: {what} the entry of {r['model_uid']} ({'; '.join(r['detail']) or '-'})")
     lines.append("")
     lines.append("nothing to do" if report["in_sync"] else "changes pending (apply would make them)")
     return "\n".join(lines)
@@ -60,9 +68,11 @@ def command(ctx, plan, endpoint, api_key, username, state_file, fmt, max_unavail
 
     Per deployment: add, remove, scale (replica count only), replace (engine, format,
     quantization, context length, another launch setting, model uid or placement; the
-    changed fields are shown) or unchanged, with the rollout's steps. Exit 0 when there is
-    nothing to do, 2 when apply would change something.
+    changed fields are shown) or unchanged, with the rollout's steps; and each persisted
+    deployment's autostart entry that apply would write, rewrite or remove. Exit 0 when there
+    is nothing to do, 2 when apply would change something.
     """
+    from xinf_planner.shell.deploy.persist import report as autostart_report
     from xinf_planner.shell.deploy.rollouts import gather, prepare
     from xinf_planner.shell.documents import load_plan
     from xinf_planner.shell.state import load_state
@@ -71,4 +81,8 @@ def command(ctx, plan, endpoint, api_key, username, state_file, fmt, max_unavail
     state = load_state(state_path_for(plan, state_file))
     conn = open_connection(endpoint, api_key, username)
     report = prepare(doc, gather(conn, doc, state), max_unavailable, allow_downtime).to_dict()
+    rows = autostart_report(conn, doc, state)
+    if rows:
+        report["autostart"] = rows
+        report["in_sync"] = report["in_sync"] and all(r["in_step"] for r in rows)
     echo_report(ctx, report, fmt, render_table, 2)

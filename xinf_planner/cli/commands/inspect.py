@@ -30,8 +30,9 @@ FORMATS = ("table", "json", "yaml")
     "--endpoint",
     "-e",
     metavar="URL",
-    help="Read a whole cluster from its Xinference supervisor (GET /v1/cluster/info) "
-    "instead of this machine. $XINFERENCE_ENDPOINT does not switch modes.",
+    help="Read a whole cluster from its Xinference server instead of this machine: from the xinf-plan "
+    "extension (GET /v1/xinf-plan/inventory) when the server runs it, else GET /v1/cluster/info. "
+    "$XINFERENCE_ENDPOINT does not switch modes.",
 )
 @click.option(
     "--api-key",
@@ -154,7 +155,9 @@ def _address(value: str | None) -> str | None:
 
 
 def _from_cluster(endpoint, api_key, username, host_files, gpu_name) -> Inventory:
-    """The cluster's inventory from its supervisor; each assumption made is one stderr line."""
+    """The cluster's inventory: from the xinf-plan extension when the server runs it (every
+    worker's own GPUs), else from the supervisor's cluster info; each assumption made is one
+    stderr line."""
     from xinf_planner.cli.options import credentials
     from xinf_planner.core.inventory import merge_inventories
     from xinf_planner.shell.documents import load_inventory
@@ -163,9 +166,50 @@ def _from_cluster(endpoint, api_key, username, host_files, gpu_name) -> Inventor
 
     hosts = merge_inventories([(f, load_inventory(f)) for f in host_files]) if host_files else None
     conn = connect(resolve_endpoint(endpoint, {}), credentials(api_key, username))
+    extension = _extension_inventory(conn, hosts, gpu_name)
+    if extension is not None:
+        return extension
     inventory, warnings = probe_cluster(conn, hosts, gpu_name)
     for line in warnings:
         click.echo(f"warning: {line}", err=True)
+    return inventory
+
+
+def _extension_inventory(conn, hosts, gpu_name) -> Inventory | None:
+    """The inventory of GET /v1/xinf-plan/inventory, or None (said on stderr) when the server
+    has no xinf-plan extension or its answer cannot be used."""
+    from xinf_planner.errors import AuthFailed, XinfPlanError
+
+    try:
+        doc = conn.extension_inventory()
+    except AuthFailed:
+        raise
+    except XinfPlanError as exc:
+        click.echo(f"warning: the xinf-plan extension's inventory failed ({exc}); using the cluster info", err=True)
+        return None
+    if doc is None:
+        click.echo(
+            "note: the server has no xinf-plan extension (GET /v1/xinf-plan/inventory: 404); "
+            "reading the cluster info, which has no per-GPU detail",
+            err=True,
+        )
+        return None
+    try:
+        inventory = Inventory.from_dict(doc, "the extension's inventory")
+    except XinfPlanError as exc:
+        click.echo(f"warning: {exc}; using the cluster info", err=True)
+        return None
+    workers = len(inventory.hosts)
+    click.echo(
+        f"inventory from the server's xinf-plan extension: {workers} worker(s), each with its own GPUs",
+        err=True,
+    )
+    if hosts is not None or gpu_name:
+        click.echo("note: --hosts and --gpu-name are not needed with the extension and were not used", err=True)
+    for h in inventory.hosts:
+        for note in h.notes:
+            if note.startswith("no NVIDIA GPUs") or note.startswith("no GPUs"):
+                click.echo(f"note: {h.name} ({h.worker_address or 'local'}): {note}", err=True)
     return inventory
 
 

@@ -44,9 +44,21 @@ def render_table(report: dict) -> str:
         lines.append("running on the server, owned by no plan here:")
         for m in report["unowned"]:
             lines.append(f"  {m['model_uid']}  {m['model_name']}  {m['model_engine']}  {m['replica']} replica(s)")
+    lines.extend(autostart_lines(report.get("autostart")))
     lines.append("")
     lines.append("in sync with the plan" if report["in_sync"] else "DRIFT: the server differs from the plan")
     return "\n".join(lines)
+
+
+def autostart_lines(rows: list[dict] | None) -> list[str]:
+    """The autostart entries (deployments that come back after a restart), when any is kept."""
+    if not rows:
+        return []
+    out = ["", "autostart (relaunched by Xinference after a restart):"]
+    table_rows = [("DEPLOYMENT", "MODEL_UID", "ENTRY", "DETAIL")]
+    for r in rows:
+        table_rows.append((r["deployment"], r["model_uid"], r["entry"], "; ".join(r["detail"]) or "-"))
+    return out + table(table_rows, "  ")
 
 
 @click.command("status", epilog=EXAMPLE)
@@ -56,11 +68,19 @@ def render_table(report: dict) -> str:
 @click.pass_context
 def command(ctx, plan, endpoint, api_key, username, state_file, fmt):
     """Compare PLAN with what runs on the server: status, worker, GPUs and error per replica,
-    plus models no plan owns. Without PLAN, the plan last applied with the state file
-    (--state, default ./.xinf-plan/state.json). Exit 0 when everything matches, 4 on drift."""
+    plus models no plan owns, and each persisted deployment's autostart entry. Without PLAN,
+    the plan last applied with the state file (--state, default ./.xinf-plan/state.json).
+    Exit 0 when everything matches, 4 on drift."""
+    from xinf_planner.errors import InvalidInput
     from xinf_planner.shell.deploy.status import collect_status
+    from xinf_planner.shell.state import State, load_state, state_path
 
     doc = plan_or_last_applied(plan, state_file)
+    try:  # only for the autostart entries apply --persist recorded there
+        state = load_state(state_path(plan, state_file))
+    except InvalidInput as exc:
+        click.echo(f"warning: {exc}; the autostart entries it may record are not checked", err=True)
+        state = State()
     conn = open_connection(endpoint, api_key, username)
-    report = collect_status(conn, doc)
+    report = collect_status(conn, doc, state)
     echo_report(ctx, report, fmt, render_table, 4)

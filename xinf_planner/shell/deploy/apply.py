@@ -11,6 +11,10 @@ Apply, in order (``apply_order``):
 5. launch each deployment that is not running, in plan order, with ``wait_ready=False``,
    wait until every replica is READY (or one fails, ``wait.py``), and smoke-test it with a
    short chat completion at temperature 0.
+With ``--prefetch`` the weights are cached on the workers right after step 2 (``prefetch.py``);
+the autostart entries of deployments about to change are removed before step 3 and every
+persisted deployment's entry is written after step 5 (``persist.py``); ``--publish`` then adds
+each launch to the launch history.
 On any failure (or Ctrl-C) what this apply launched is terminated and what it registered
 is unregistered (``undo``), unless ``keep_on_failure``; a failed scale/replace first restores
 its own deployment (``rollouts.py``). Removals and completed scales/replaces are not undone
@@ -23,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from xinf_planner.core.persist import refusals as persist_refusals
+from xinf_planner.core.persist import targets as persist_targets
 from xinf_planner.core.plan.document import Plan
 from xinf_planner.core.planning.sharding import placement_mismatches
 from xinf_planner.core.rollout.diff import (
@@ -35,6 +41,8 @@ from xinf_planner.core.rollout.diff import (
     summary,
 )
 from xinf_planner.errors import ApplyFailed, XinfPlanError
+from xinf_planner.shell.deploy import persist
+from xinf_planner.shell.deploy.prefetch import prefetch
 from xinf_planner.shell.deploy.preflight import check_server, preflight
 from xinf_planner.shell.deploy.wait import (
     LAUNCH_TIMEOUT_S,
@@ -63,6 +71,10 @@ class ApplyOptions:
     smoke_max_tokens: int = 8
     max_unavailable: int = 1  # rollouts: replicas down at once (rollouts.py)
     allow_downtime: bool = False  # rollouts: may a change leave no replica answering
+    # autostart, launch templates, weights (persist.py, prefetch.py)
+    persist: bool | None = None  # True --persist, False --no-persist, None: the plan and the state decide
+    publish: bool = False  # --publish: every deployment's launch into the launch history
+    prefetch: bool = False  # --prefetch: weights into the workers' caches before any launch
 
 
 @dataclass
@@ -73,6 +85,9 @@ class ApplyResult:
     smoke: dict = field(default_factory=dict)  # deployment -> SmokeResult
     notes: list[str] = field(default_factory=list)
     rolled: list[str] = field(default_factory=list)  # "scale NAME", "replace NAME", "remove NAME"
+    autostart: list[str] = field(default_factory=list)  # deployments whose autostart entry this apply wrote
+    suspended: list = field(default_factory=list)  # (name, uid, entry) removed while the deployment changed
+    published: list[str] = field(default_factory=list)
 
     @property
     def unchanged(self) -> list[str]:
@@ -129,11 +144,15 @@ def apply_plan(
         raise ApplyFailed(
             f"preflight found {len(pre.problems)} problem(s); nothing was changed: " + " | ".join(pre.problems)
         )
+    keep = persist_targets(plan, options.persist, state.autostart)
+    refused = persist_refusals(plan, keep)
+    if refused:
+        raise ApplyFailed("cannot persist (nothing was changed): " + " | ".join(refused))
     result = ApplyResult(changes=rollout.changes, notes=pre.notes)
     reporter.line(
         f"plan: {summary(rollout.changes)}" + "".join(f", {kind} {name}" for kind, name in order if kind != LAUNCH_STEP)
     )
-    if not order and not pre.to_register:
+    if not order and not pre.to_register and not (keep or state.autostart or options.publish):
         state.record_applied(doc, plan_path, endpoint)
         save_state(state_path, state)
         return result
@@ -148,6 +167,12 @@ def apply_plan(
             result.registered.append(block["model_name"])
             state.record_registration(block["model_name"])
             save_state(state_path, state)
+        if options.prefetch:
+            at.step = "prefetch"
+            prefetch(conn, plan, names_of(rollout.changes, ADD, *ROLLED), reporter)
+        result.suspended = persist.suspend(
+            conn, facts.old_plan, [c.name for c in rollout.rolled()], state, state_path, reporter
+        )
         for kind, name in order:
             at.step = f"{kind} {name}"
             if kind != LAUNCH_STEP:
@@ -155,6 +180,11 @@ def apply_plan(
                 result.rolled.append(at.step)
                 continue
             _launch(conn, plan, name, state, state_path, result, reporter, options, at)
+        at.step = "autostart"
+        result.autostart, _ = persist.sync(conn, plan, keep, state, state_path, reporter)
+        if options.publish:
+            at.step = "publish"
+            result.published = persist.publish(conn, plan, plan.names, state, reporter)
     except (XinfPlanError, KeyboardInterrupt) as exc:
         raise _failed(
             exc, at.step, conn, plan, state, state_path, result, reporter, options, isinstance(exc, RolloutFailed)
@@ -230,7 +260,11 @@ def _failed(
     if options.keep_on_failure:
         kept = ", ".join(result.launched + result.registered) or "nothing"
         return ApplyFailed(f"{failed}; kept on the server as asked (--keep-on-failure): {kept}")
+    completed = {step.split(" ", 1)[1] for step in result.rolled}
+    restored = {name for name, _, _ in result.suspended if name not in completed}
+    auto_done, auto_left = persist.undo(conn, result.autostart, result.suspended, restored, plan, state, state_path)
     undone, left = undo(conn, plan, state, state_path, result, reporter)
+    undone, left = auto_done + undone, auto_left + left
     what = "also rolled back what this apply launched and registered" if rollout_failed else "rolled back"
     text = f"{failed}; {what}: {', '.join(undone) or 'nothing to undo'}"
     if left:

@@ -36,6 +36,8 @@ def dry_run_calls(plan, endpoint: str, auth_text: str, options: ApplyOptions = A
         calls.append(f"query_engine_by_model_name({queried!r}, model_type='LLM', enable_virtual_env=False)")
     for block, spec in specs:
         calls.append(f"register_model('LLM', {js(spec)}, persist=True, worker_ip={block.get('worker_ip')!r})")
+    if options.prefetch:
+        calls.extend(_prefetch_calls(plan, js))
     for dep in plan:
         uid = dep.uid
         args = ", ".join(f"{k}={js(v)}" for k, v in dep.launch_args().items())
@@ -47,4 +49,37 @@ def dry_run_calls(plan, endpoint: str, auth_text: str, options: ApplyOptions = A
         if options.smoke_test:
             body = {"model": uid, "max_tokens": options.smoke_max_tokens, "temperature": 0, "stream": True}
             calls.append(f"POST /v1/chat/completions {js(body)}")
+    calls.extend(_persist_calls(plan, options, js))
     return calls
+
+
+def _prefetch_calls(plan: Plan, js) -> list[str]:
+    from xinf_planner.shell.deploy.prefetch import targets
+
+    out = []
+    for t in targets(plan, plan.names):
+        body = {k: v for k, v in t.body.items() if k != "cache_uid"}
+        out.append(f"POST /v1/cache/models {js(body)} and GET /v1/cache/models/<uid>/progress every 1 s, at once")
+    return out
+
+
+def _persist_calls(plan: Plan, options: ApplyOptions, js) -> list[str]:
+    """The autostart and launch-history calls (--persist, --publish). Entries that an earlier
+    apply wrote are kept in step too, which a dry run cannot see without the state's server."""
+    from xinf_planner.core.persist import autostart_form, history_record, targets
+
+    keep = targets(plan, options.persist)
+    out = []
+    if keep or options.persist is False:
+        out.append("GET /v1/autostart/models")
+    forms = {}
+    for i, dep in enumerate(plan.deployments):
+        if dep.name in keep:
+            forms[dep.name] = autostart_form(plan, dep, i)
+            out.append(f"POST /v1/autostart/models {js(forms[dep.name].entry)}  # unless it already matches")
+    if options.persist is False:
+        out.append("DELETE /v1/autostart/models/<uid> for each entry an earlier apply --persist wrote")
+    if options.publish:
+        for dep in plan.deployments:
+            out.append(f"POST /v1/launch_history {js(history_record(plan, dep, forms.get(dep.name)))}")
+    return out
